@@ -1,0 +1,323 @@
+"""Configuration: one TOML file plus ``BRIDGE_<SECTION>_<KEY>`` environment overrides.
+
+Every key is validated with marshmallow at start-up. A missing required key or an
+invalid value raises :class:`ConfigError` whose message names the key, one line per
+problem. No secret ever falls back to a generated or dummy value.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from bridge.retry import RetryPolicy
+from bridge.rules import PAYMENT_STATUSES, Policy
+
+ENV_PREFIX = "BRIDGE_"
+DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
+MIN_SECRET_LENGTH = 16
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names every offending key."""
+
+
+class ListFromText(fields.List):
+    """A list that may also come from an environment variable as text.
+
+    ``[2, 3]`` is read as a TOML array; anything else is split on commas.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = tomllib.loads(f"v = {text}")["v"]
+                except tomllib.TOMLDecodeError as error:
+                    raise ValidationError(f"Not a valid list: {error}.") from error
+            else:
+                value = [part.strip() for part in text.split(",") if part.strip()]
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+def _secret(**kwargs) -> fields.String:
+    return fields.String(validate=validate.Length(min=1), **kwargs)
+
+
+class _Section(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    public_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    session_secret: str | None = field(default=None, repr=False)
+    admin_token: str | None = field(default=None, repr=False)
+
+
+class ServerSchema(_Section):
+    public_url = fields.Url(load_default=None, schemes={"http", "https"}, require_tld=False)
+    host = fields.String(load_default="127.0.0.1", validate=validate.Length(min=1))
+    port = fields.Integer(load_default=8000, validate=validate.Range(min=1, max=65535))
+    session_secret = _secret(load_default=None)
+    admin_token = _secret(load_default=None)
+
+    @post_load
+    def make(self, data, **kwargs):
+        if data["public_url"]:
+            data["public_url"] = data["public_url"].rstrip("/")
+        return ServerSettings(**data)
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    path: str = "instance/bridge.sqlite3"
+    retention_days: int = 90
+
+
+class DatabaseSchema(_Section):
+    path = fields.String(load_default="instance/bridge.sqlite3", validate=validate.Length(min=1))
+    retention_days = fields.Integer(load_default=90, validate=validate.Range(min=1))
+
+    @post_load
+    def make(self, data, **kwargs):
+        return DatabaseSettings(**data)
+
+
+@dataclass(frozen=True)
+class BigCommerceSettings:
+    store_hash: str | None = None
+    access_token: str | None = field(default=None, repr=False)
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    api_url: str = "https://api.bigcommerce.com"
+    login_url: str = "https://login.bigcommerce.com"
+    timeout: float = 10.0
+
+
+class BigCommerceSchema(_Section):
+    store_hash = fields.String(load_default=None, validate=validate.Regexp(r"^[A-Za-z0-9]{1,64}$", error="Not a store hash (letters and digits, as in stores/abc123)."))
+    access_token = _secret(load_default=None)
+    client_id = _secret(load_default=None)
+    client_secret = _secret(load_default=None)
+    api_url = fields.Url(load_default="https://api.bigcommerce.com", schemes={"http", "https"}, require_tld=False)
+    login_url = fields.Url(load_default="https://login.bigcommerce.com", schemes={"http", "https"}, require_tld=False)
+    timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0, min_inclusive=False, max=300))
+
+    @validates_schema
+    def store_hash_and_token_together(self, data, **kwargs):
+        if bool(data.get("store_hash")) != bool(data.get("access_token")):
+            missing = "access_token" if data.get("store_hash") else "store_hash"
+            raise ValidationError("is required when the other half of the store-level API account is set.", missing)
+
+    @post_load
+    def make(self, data, **kwargs):
+        data["api_url"] = data["api_url"].rstrip("/")
+        data["login_url"] = data["login_url"].rstrip("/")
+        return BigCommerceSettings(**data)
+
+
+@dataclass(frozen=True)
+class WebhooksSettings:
+    secret: str = field(repr=False)
+
+
+class WebhooksSchema(_Section):
+    secret = fields.String(
+        required=True,
+        validate=validate.Length(min=MIN_SECRET_LENGTH, max=4096, error=f"Must be at least {MIN_SECRET_LENGTH} characters (a long random string)."),
+    )
+
+    @post_load
+    def make(self, data, **kwargs):
+        return WebhooksSettings(**data)
+
+
+@dataclass(frozen=True)
+class RefersionSettings:
+    public_key: str
+    secret_key: str = field(repr=False)
+    orders_url: str = "https://inbound-webhooks.refersion.com/tracker/orders/paid"
+    api_url: str = "https://api.refersion.com/v2"
+    timeout: float = 20.0
+
+
+class RefersionSchema(_Section):
+    public_key = _secret(required=True)
+    secret_key = _secret(required=True)
+    orders_url = fields.Url(load_default="https://inbound-webhooks.refersion.com/tracker/orders/paid", schemes={"http", "https"}, require_tld=False)
+    api_url = fields.Url(load_default="https://api.refersion.com/v2", schemes={"http", "https"}, require_tld=False)
+    timeout = fields.Float(load_default=20.0, validate=validate.Range(min=0, min_inclusive=False, max=300))
+
+    @post_load
+    def make(self, data, **kwargs):
+        data["api_url"] = data["api_url"].rstrip("/")
+        return RefersionSettings(**data)
+
+
+class RulesSchema(_Section):
+    order_statuses = ListFromText(
+        fields.Integer(validate=validate.Range(min=0)),
+        load_default=lambda: [2, 3, 8, 9, 10, 11],
+    )
+    payment_statuses = ListFromText(
+        fields.String(validate=validate.OneOf(PAYMENT_STATUSES, error="Must be one of: {choices}.")),
+        load_default=lambda: ["captured", "paid"],
+    )
+    accept_authorized = fields.Boolean(load_default=False)
+    excluded_coupons = ListFromText(fields.String(validate=validate.Length(min=1)), load_default=list)
+    sync_cancellations = fields.Boolean(load_default=True)
+    dry_run = fields.Boolean(load_default=False)
+
+    @post_load
+    def make(self, data, **kwargs):
+        return Policy(
+            order_statuses=frozenset(data["order_statuses"]),
+            payment_statuses=frozenset(s.lower() for s in data["payment_statuses"]),
+            accept_authorized=data["accept_authorized"],
+            excluded_coupons=tuple(data["excluded_coupons"]),
+            sync_cancellations=data["sync_cancellations"],
+            dry_run=data["dry_run"],
+        )
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    poll_interval: float = 0.2
+    retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(DEFAULT_RETRY_SCHEDULE))
+
+
+class WorkerSchema(_Section):
+    poll_interval = fields.Float(load_default=0.2, validate=validate.Range(min=0.01, max=60))
+    retry_schedule = ListFromText(
+        fields.Float(validate=validate.Range(min=0, min_inclusive=False, max=7 * 86400)),
+        load_default=lambda: list(DEFAULT_RETRY_SCHEDULE),
+        validate=validate.Length(min=1, max=100),
+    )
+
+    @post_load
+    def make(self, data, **kwargs):
+        return WorkerSettings(poll_interval=data["poll_interval"], retry=RetryPolicy(tuple(data["retry_schedule"])))
+
+
+SECTIONS: dict[str, type[Schema]] = {
+    "server": ServerSchema,
+    "database": DatabaseSchema,
+    "bigcommerce": BigCommerceSchema,
+    "webhooks": WebhooksSchema,
+    "refersion": RefersionSchema,
+    "rules": RulesSchema,
+    "worker": WorkerSchema,
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings
+    database: DatabaseSettings
+    bigcommerce: BigCommerceSettings
+    webhooks: WebhooksSettings
+    refersion: RefersionSettings
+    rules: Policy
+    worker: WorkerSettings
+    source: str = "environment only"
+
+    def secrets(self) -> list[str]:
+        """Every secret value in the configuration, for redaction."""
+        values = [
+            self.server.session_secret,
+            self.server.admin_token,
+            self.bigcommerce.access_token,
+            self.bigcommerce.client_secret,
+            self.webhooks.secret,
+            self.refersion.secret_key,
+        ]
+        return [value for value in values if value]
+
+
+def _env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section}_{key}".upper()
+
+
+def _read_file(path: Path) -> dict:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
+
+
+def _unknown_key_message(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return f"{name}: unknown key{hint}"
+
+
+def _flatten_errors(messages, prefix: str) -> list[str]:
+    lines = []
+    for key, value in messages.items():
+        name = f"{prefix}.{key}" if key != "_schema" else prefix
+        if isinstance(value, dict):
+            lines.extend(_flatten_errors(value, name))
+        else:
+            lines.append(f"{name}: {' '.join(str(v) for v in value)}")
+    return lines
+
+
+def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, merge and validate the configuration.
+
+    :param path: the TOML file; when None, ``BRIDGE_CONFIG`` from ``environ`` is used,
+        and with neither the environment alone configures the bridge.
+    :raise ConfigError: naming every missing or invalid key.
+    """
+    environ = os.environ if environ is None else environ
+    path = path or environ.get("BRIDGE_CONFIG") or None
+    raw = _read_file(Path(path)) if path else {}
+
+    problems: list[str] = []
+    for name, value in raw.items():
+        if name not in SECTIONS:
+            problems.append(_unknown_key_message(name, list(SECTIONS)))
+        elif not isinstance(value, dict):
+            problems.append(f"{name}: must be a [{name}] table")
+
+    loaded = {}
+    for name, schema_class in SECTIONS.items():
+        schema = schema_class()
+        section = dict(raw.get(name) or {}) if isinstance(raw.get(name), dict) else {}
+        for key in schema.fields:
+            env_value = environ.get(_env_name(name, key))
+            if env_value is not None:
+                section[key] = env_value
+        unknown = [key for key in section if key not in schema.fields]
+        for key in unknown:
+            problems.append(_unknown_key_message(f"{name}.{key}", [f"{name}.{k}" for k in schema.fields]))
+            section.pop(key)
+        try:
+            loaded[name] = schema.load(section, unknown=EXCLUDE)
+        except ValidationError as error:
+            for line in _flatten_errors(error.messages, name):
+                key = line.split(":", 1)[0]
+                if line.endswith("Missing data for required field."):
+                    section_name, _, field_name = key.partition(".")
+                    line = f"{key} is required (set it in the config file or {_env_name(section_name, field_name)})"
+                problems.append(line)
+
+    if problems:
+        raise ConfigError("\n".join(f"config error: {line}" for line in sorted(set(problems))))
+    return Settings(**loaded, source=str(path) if path else "environment only")

@@ -1,0 +1,150 @@
+"""The SQLite database: connection set-up, transactions and migrations.
+
+WAL mode lets the web processes write events while the worker reads and writes
+its queues; ``synchronous=FULL`` because a webhook is acknowledged only after its
+event is on disk, and an acknowledged event must survive a power cut.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer's lock
+
+migrations = Migrations("bridge")
+
+
+def connect(path: str | Path) -> Database:
+    """Open (creating if needed) the database file and migrate it to the current schema."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT, check_same_thread=False)
+    db = Database(conn)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    with immediate(db):
+        migrations.apply(db)
+    return db
+
+
+@contextlib.contextmanager
+def immediate(db: Database) -> Iterator[Database]:
+    """A write transaction that takes the lock up front (``BEGIN IMMEDIATE``).
+
+    Claims read-then-write; taking the write lock before the read means two workers
+    can never claim the same row.
+    """
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    else:
+        db.conn.execute("COMMIT")
+
+
+@migrations()
+def m001_pipeline(db: Database) -> None:
+    """Events received, order decisions, the Refersion outbox, cart links, pauses."""
+    db.execute(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            dedupe_key TEXT NOT NULL UNIQUE,
+            store_hash TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            hash TEXT NOT NULL,
+            event_created_at INTEGER,
+            order_id INTEGER,
+            body TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            state TEXT NOT NULL,
+            due_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            lease_owner TEXT,
+            lease_until REAL,
+            outcome TEXT,
+            note TEXT,
+            last_error TEXT,
+            finished_at REAL
+        )
+        """
+    )
+    db.execute("CREATE INDEX events_due ON events (state, due_at)")
+    db.execute("CREATE INDEX events_order ON events (store_hash, order_id)")
+    db.execute(
+        """
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            store_hash TEXT NOT NULL,
+            order_id INTEGER NOT NULL,
+            payload TEXT NOT NULL,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            due_at REAL NOT NULL,
+            lease_owner TEXT,
+            lease_until REAL,
+            last_status INTEGER,
+            last_error TEXT,
+            response TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            done_at REAL
+        )
+        """
+    )
+    db.execute("CREATE INDEX deliveries_due ON deliveries (state, due_at)")
+    db.execute("CREATE INDEX deliveries_order ON deliveries (store_hash, order_id)")
+    db.execute(
+        """
+        CREATE TABLE orders (
+            store_hash TEXT NOT NULL,
+            order_id INTEGER NOT NULL,
+            verdict TEXT NOT NULL,
+            reasons TEXT NOT NULL,
+            status_id INTEGER,
+            payment_status TEXT,
+            total TEXT,
+            currency TEXT,
+            cart_id_source TEXT,
+            note TEXT,
+            evaluated_at REAL NOT NULL,
+            PRIMARY KEY (store_hash, order_id)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE cart_links (
+            store_hash TEXT NOT NULL,
+            order_id INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            cart_id TEXT NOT NULL,
+            recorded_at REAL NOT NULL,
+            PRIMARY KEY (store_hash, order_id, source)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE pauses (
+            store_hash TEXT NOT NULL,
+            service TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            paused_at REAL NOT NULL,
+            PRIMARY KEY (store_hash, service)
+        )
+        """
+    )

@@ -1,0 +1,139 @@
+"""The inbox: BigCommerce webhook events, stored once each and worked off by the worker."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+from sqlite_utils import Database
+
+from bridge.db import immediate
+from bridge.queue import LEASE_SECONDS, PENDING, WORKING, LeasedTable, rows
+
+ORDER_SCOPES = ("store/order/statusUpdated", "store/order/created", "store/order/updated")
+CART_CONVERTED = "store/cart/converted"
+# Kept, not yet acted on: cancellations and uninstalls are handled by later features,
+# which pick these events up where they were left.
+DEFERRED_SCOPES = ("store/order/refund/created", "store/app/uninstalled")
+HANDLED_SCOPES = (*ORDER_SCOPES, CART_CONVERTED, *DEFERRED_SCOPES)
+
+DONE, IGNORED, DEFERRED, DEAD = "done", "ignored", "deferred", "dead"
+
+events = LeasedTable("events", service="bigcommerce")
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A validated BigCommerce callback."""
+
+    scope: str
+    store_hash: str
+    data: dict = field(repr=False)
+    hash: str | None = None
+    created_at: int | None = None
+    order_id: int | None = None
+    cart_id: str | None = None
+
+    @property
+    def content_hash(self) -> str:
+        """BigCommerce's ``hash`` of ``data``, or our own when a sender left it out."""
+        if self.hash:
+            return self.hash
+        canonical = json.dumps(self.data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha1(canonical.encode()).hexdigest()
+
+    @property
+    def dedupe_key(self) -> str:
+        # hash covers only data: two distinct events (two store/order/updated for one
+        # order) share it, so scope and created_at are part of the identity too.
+        created = "" if self.created_at is None else str(self.created_at)
+        return f"{self.store_hash}|{self.scope}|{self.content_hash}|{created}"
+
+
+def _initial_state(envelope: Envelope, known_store: bool) -> tuple[str, str | None, str | None]:
+    if not known_store:
+        return IGNORED, "unknown_store", f"The bridge has no credentials for store {envelope.store_hash}."
+    if envelope.scope in ORDER_SCOPES:
+        return PENDING, None, None
+    if envelope.scope == CART_CONVERTED:
+        return DONE, "cart_linked", f"Cart {envelope.cart_id} became order #{envelope.order_id}."
+    if envelope.scope in DEFERRED_SCOPES:
+        return DEFERRED, "deferred", "Kept for a feature this version does not have yet."
+    return IGNORED, "scope_not_handled", f"The bridge does not act on {envelope.scope} events."
+
+
+def record_event(db: Database, envelope: Envelope, body: str, *, known_store: bool, now: float) -> int | None:
+    """Store a received event durably; returns its id, or None for a re-delivery."""
+    state, outcome, note = _initial_state(envelope, known_store)
+    with immediate(db):
+        inserted = rows(
+            db.execute(
+                """
+                INSERT INTO events (dedupe_key, store_hash, scope, hash, event_created_at, order_id, body,
+                                    received_at, state, due_at, outcome, note, finished_at)
+                VALUES (:key, :store, :scope, :hash, :created, :order, :body, :now, :state, :now, :outcome, :note, :finished)
+                ON CONFLICT (dedupe_key) DO NOTHING
+                RETURNING id
+                """,
+                {
+                    "key": envelope.dedupe_key,
+                    "store": envelope.store_hash,
+                    "scope": envelope.scope,
+                    "hash": envelope.content_hash,
+                    "created": envelope.created_at,
+                    "order": envelope.order_id,
+                    "body": body,
+                    "now": now,
+                    "state": state,
+                    "outcome": outcome,
+                    "note": note,
+                    "finished": None if state == PENDING else now,
+                },
+            )
+        )
+        if not inserted:
+            return None
+        if envelope.scope == CART_CONVERTED and known_store:
+            db.execute(
+                """
+                INSERT INTO cart_links (store_hash, order_id, source, cart_id, recorded_at)
+                VALUES (?, ?, 'cart_converted', ?, ?)
+                ON CONFLICT (store_hash, order_id, source) DO UPDATE SET cart_id = excluded.cart_id, recorded_at = excluded.recorded_at
+                """,
+                [envelope.store_hash, envelope.order_id, envelope.cart_id, now],
+            )
+        return inserted[0]["id"]
+
+
+def claim_order_events(db: Database, *, owner: str, now: float) -> list[dict]:
+    """Claim the next due order event together with every other pending event for the same order.
+
+    The worker reads the order's current state once for all of them: three webhooks
+    fired by one checkout cost one round of BigCommerce calls, not three.
+    """
+    with immediate(db):
+        first = events.claim(db, owner=owner, now=now)
+        if first is None:
+            return []
+        scopes = ", ".join(f"'{scope}'" for scope in ORDER_SCOPES)
+        siblings = rows(
+            db.execute(
+                f"""
+                UPDATE events SET state = :working, lease_owner = :owner, lease_until = :until
+                WHERE store_hash = :store AND order_id = :order AND state = :pending AND id != :id
+                  AND scope IN ({scopes})
+                RETURNING *
+                """,
+                {
+                    "working": WORKING,
+                    "pending": PENDING,
+                    "owner": owner,
+                    "until": now + LEASE_SECONDS,
+                    "store": first["store_hash"],
+                    "order": first["order_id"],
+                    "id": first["id"],
+                },
+            )
+        )
+    return [first, *sorted(siblings, key=lambda row: row["id"])]

@@ -1,0 +1,74 @@
+"""Refersion: posting paid orders to its inbound webhook.
+
+Only transport lives here; what an answer means is decided in ``bridge.retry``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import requests
+import simplejson
+
+from bridge.retry import Failure
+
+RESPONSE_KEEP = 2000  # characters of Refersion's answer kept for the status page
+
+
+def dumps(payload: dict) -> str:
+    """JSON with Decimal money written as exact numbers, never floats or strings."""
+    return simplejson.dumps(payload, use_decimal=True, separators=(",", ":"), ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What Refersion answered, or how the call failed without an answer."""
+
+    status: int | None
+    body: str = ""
+    retry_after: str | None = None
+    failure: Failure | None = None
+
+    @property
+    def summary(self) -> str:
+        if self.failure is Failure.TIMEOUT:
+            return "Refersion did not answer in time"
+        if self.failure is not None:
+            return f"could not reach Refersion ({self.body})" if self.body else "could not reach Refersion"
+        return f"HTTP {self.status}: {self.body[:200]}" if self.body else f"HTTP {self.status}"
+
+
+class RefersionClient:
+    """Talks to Refersion with one store's API key pair."""
+
+    def __init__(self, *, orders_url: str, public_key: str, secret_key: str, timeout: float = 20.0):
+        self.orders_url = orders_url
+        self._secret_key = secret_key
+        self._timeout = timeout
+        self._session = requests.Session()
+        self._session.headers.update(
+            {
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "Refersion-Public-Key": public_key,
+                "Refersion-Secret-Key": secret_key,
+            }
+        )
+
+    def _scrub(self, text: str) -> str:
+        # Defence in depth: an echo of our own key must never reach the database or a page.
+        return text.replace(self._secret_key, "[redacted]") if self._secret_key else text
+
+    def post_paid_order(self, body: str) -> Reply:
+        """POST one paid order (already JSON) and report what happened."""
+        try:
+            response = self._session.post(self.orders_url, data=body.encode("utf-8"), timeout=self._timeout, allow_redirects=False)
+        except requests.Timeout:
+            return Reply(None, failure=Failure.TIMEOUT)
+        except requests.RequestException as error:
+            return Reply(None, body=type(error).__name__, failure=Failure.CONNECTION)
+        text = self._scrub(response.text[:RESPONSE_KEEP])
+        return Reply(response.status_code, body=text, retry_after=response.headers.get("Retry-After"))
+
+    def close(self) -> None:
+        self._session.close()

@@ -1,0 +1,115 @@
+"""Running the bridge: gunicorn for the web half, the worker loop, and both together."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from gunicorn.app.base import BaseApplication
+
+from bridge.config import Settings
+from bridge.web import create_app
+from bridge.worker import Worker
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 30.0  # seconds each half gets to finish what it holds after SIGTERM
+
+
+class WebServer(BaseApplication):
+    """gunicorn, configured from the bridge's settings instead of its command line."""
+
+    def __init__(self, settings: Settings, host: str, port: int):
+        self.settings = settings
+        self.options = {
+            "bind": f"{host}:{port}",
+            "workers": int(os.environ.get("WEB_CONCURRENCY", "2")),
+            "worker_class": "sync",
+            "timeout": 30,
+            "graceful_timeout": 20,
+            "accesslog": "-",
+            "errorlog": "-",
+            "loglevel": "info",
+            "proc_name": "bridge-web",
+        }
+        super().__init__()
+
+    def load_config(self):
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        return create_app(self.settings)
+
+
+def run_web(settings: Settings, host: str, port: int) -> None:
+    WebServer(settings, host, port).run()
+
+
+def run_worker(settings: Settings) -> None:
+    """Run the worker until SIGTERM or SIGINT, then finish the item in hand and exit."""
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        log.info("Worker received %s: stopping after the current item", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    worker = Worker(settings)
+    try:
+        worker.run(stop)
+    finally:
+        worker.close()
+
+
+def run_both(config_path: str | None, host: str, port: int) -> int:
+    """``bridge serve``: the web half and the worker as two child processes.
+
+    Stops both on SIGTERM/SIGINT; if either dies, stops the other and fails, so a
+    process supervisor notices and restarts the whole bridge.
+    """
+    base = [sys.executable, "-m", "bridge"] + (["--config", config_path] if config_path else [])
+    stop = threading.Event()
+    received: list[str] = []
+
+    def request_stop(signum, frame):
+        received.append(signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    children = {
+        "web": subprocess.Popen([*base, "web", "--host", host, "--port", str(port)]),
+        "worker": subprocess.Popen([*base, "worker"]),
+    }
+    log.info("Bridge serving on http://%s:%s (web pid %s, worker pid %s)", host, port, children["web"].pid, children["worker"].pid)
+    failed = None
+    while not stop.wait(0.2):
+        for name, child in children.items():
+            if child.poll() is not None:
+                failed = name
+                log.error("The %s process exited with status %s; stopping the bridge", name, child.returncode)
+                stop.set()
+                break
+    if received:
+        log.info("Received %s: stopping", received[0])
+    for child in children.values():
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for name, child in children.items():
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.error("The %s process did not stop in %.0f s; killing it", name, STOP_TIMEOUT)
+            child.kill()
+            child.wait()
+    if failed:
+        return 1
+    return 0 if all(child.returncode in (0, -signal.SIGTERM, -signal.SIGINT) for child in children.values()) else 1

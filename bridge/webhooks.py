@@ -1,0 +1,196 @@
+"""``POST /webhooks/bigcommerce``: authenticate, validate, store, acknowledge. Nothing else.
+
+The order is not fetched here: BigCommerce wants a fast 2xx, and a slow or failing
+answer gets the whole domain blocklisted. The worker does the rest.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import sqlite3
+import time
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from bridge.inbox import CART_CONVERTED, HANDLED_SCOPES, Envelope, record_event
+from bridge.stores import store_access
+from bridge.web import get_db
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("webhooks", __name__)
+
+MAX_BODY_BYTES = 64 * 1024
+SIGNATURE_TOLERANCE = 300  # seconds either way, as Standard Webhooks prescribes
+MAX_ID = 2**63 - 1  # what SQLite's INTEGER holds
+
+
+class _Lenient(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+
+class StoreId(fields.Field):
+    """``store_id`` is documented as a string; very old payloads sent a number."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise ValidationError("Not a string or a number.")
+        return str(value)
+
+
+class EnvelopeSchema(_Lenient):
+    scope = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    producer = fields.String(
+        required=True,
+        validate=validate.Regexp(r"^stores/[A-Za-z0-9]{1,64}$", error="Must look like stores/<store_hash>."),
+    )
+    store_id = StoreId(load_default=None, allow_none=True)
+    hash = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=128))
+    created_at = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=0, max=MAX_ID))
+    data = fields.Dict(required=True)
+
+
+class OrderStatusSchema(_Lenient):
+    previous_status_id = fields.Integer(load_default=None, allow_none=True)
+    new_status_id = fields.Integer(load_default=None, allow_none=True)
+
+
+class OrderDataSchema(_Lenient):
+    id = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
+    status = fields.Nested(OrderStatusSchema, load_default=None, allow_none=True)
+
+
+class CartConvertedDataSchema(_Lenient):
+    id = fields.String(required=True, validate=validate.Length(min=1, max=255))
+    orderId = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
+
+
+def parse_envelope(payload) -> Envelope:
+    """Validate a callback body; raises ``ValidationError`` naming the bad fields."""
+    if not isinstance(payload, dict):
+        raise ValidationError("The body must be a JSON object.")
+    envelope = EnvelopeSchema().load(payload)
+    scope = envelope["scope"]
+    order_id = cart_id = None
+    try:
+        if scope == CART_CONVERTED:
+            data = CartConvertedDataSchema().load(envelope["data"])
+            order_id, cart_id = data["orderId"], data["id"]
+        elif scope in HANDLED_SCOPES:
+            order_id = OrderDataSchema().load(envelope["data"])["id"]
+    except ValidationError as error:
+        raise ValidationError({"data": error.messages}) from None
+    return Envelope(
+        scope=scope,
+        store_hash=envelope["producer"].split("/", 1)[1],
+        data=envelope["data"],
+        hash=envelope["hash"],
+        created_at=envelope["created_at"],
+        order_id=order_id,
+        cart_id=cart_id,
+    )
+
+
+def _error(status: int, message: str) -> Response:
+    response = jsonify(error=message)
+    response.status_code = status
+    return response
+
+
+def _signature_valid(secret: str | None, body: bytes, now: float) -> bool:
+    """Standard Webhooks: HMAC-SHA256 of ``{id}.{timestamp}.{body}`` keyed with the client secret."""
+    message_id = request.headers.get("webhook-id", "")
+    timestamp = request.headers.get("webhook-timestamp", "")
+    signatures = request.headers.get("webhook-signature", "")
+    if not (secret and message_id and timestamp.isdigit() and signatures):
+        return False
+    if abs(now - int(timestamp)) > SIGNATURE_TOLERANCE:
+        return False
+    signed = message_id.encode() + b"." + timestamp.encode() + b"." + body
+    expected = base64.b64encode(hmac.new(secret.encode(), signed, hashlib.sha256).digest())
+    valid = False
+    for candidate in signatures.split():
+        version, _, value = candidate.partition(",")
+        if version == "v1" and hmac.compare_digest(value.encode(), expected):
+            valid = True
+    return valid
+
+
+def _read_body() -> bytes | None:
+    """The raw body, or None when it is over the limit (chunked bodies included)."""
+    try:
+        body = request.get_data(cache=True)
+    except RequestEntityTooLarge:
+        return None
+    # Werkzeug stops a streamed body at MAX_CONTENT_LENGTH without a word; that
+    # limit is one byte over ours, so a body that reaches it is too long.
+    return None if len(body) > MAX_BODY_BYTES else body
+
+
+@bp.post("/webhooks/bigcommerce")
+def receive() -> Response:
+    settings = current_app.config["BRIDGE_SETTINGS"]
+    token = request.headers.get("X-Bridge-Token")
+    if token is not None:
+        authentic = hmac.compare_digest(token.encode(), settings.webhooks.secret.encode())
+    elif "webhook-signature" in request.headers:
+        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+            return _error(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB.")
+        body = _read_body()
+        if body is None:
+            return _error(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB.")
+        authentic = _signature_valid(settings.bigcommerce.client_secret, body, time.time())
+    else:
+        authentic = False
+    if not authentic:
+        return _error(401, "Missing or wrong X-Bridge-Token header (or webhook signature).")
+
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return _error(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB.")
+    if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
+        return _error(415, "The body must be JSON (Content-Type: application/json).")
+    body = _read_body()
+    if body is None:
+        return _error(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB.")
+    try:
+        text = body.decode("utf-8")
+        payload = json.loads(text)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return _error(400, "The body is not valid JSON.")
+    try:
+        envelope = parse_envelope(payload)
+    except ValidationError as error:
+        return _error(400, f"The body is not a BigCommerce webhook: {_describe(error.messages)}")
+
+    known_store = store_access(settings, envelope.store_hash) is not None
+    try:
+        event_id = record_event(get_db(), envelope, text, known_store=known_store, now=time.time())
+    except sqlite3.OperationalError:
+        log.exception("Could not store a webhook event")
+        # Not the sender's fault and nothing was stored: BigCommerce will retry.
+        return _error(503, "The bridge cannot store events right now; retry later.")
+    if event_id is None:
+        log.info("Re-delivered %s for store %s ignored (already stored)", envelope.scope, envelope.store_hash)
+    else:
+        log.info("Stored event %s: %s for store %s, order %s", event_id, envelope.scope, envelope.store_hash, envelope.order_id)
+    return Response(status=200)
+
+
+def _describe(messages, prefix: str = "") -> str:
+    if isinstance(messages, dict):
+        parts = []
+        for key, value in messages.items():
+            name = prefix if key == "_schema" else (f"{prefix}.{key}" if prefix else str(key))
+            parts.append(_describe(value, name))
+        return "; ".join(parts)
+    if isinstance(messages, list):
+        text = " ".join(str(message) for message in messages)
+        return f"{prefix}: {text}" if prefix else text
+    return f"{prefix}: {messages}" if prefix else str(messages)

@@ -1,0 +1,275 @@
+"""The worker: turns stored events into decisions and decisions into Refersion reports.
+
+A thin shell around the pure core: it claims work from SQLite, calls BigCommerce and
+Refersion through their clients, asks ``rules``, ``payload`` and ``retry`` what to
+do, and writes the result back, fenced on its lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from bridge import db as database
+from bridge import inbox, ledger, outbox, rules
+from bridge.bigcommerce import BigCommerceClient, BigCommerceError
+from bridge.config import Settings
+from bridge.db import immediate
+from bridge.payload import build_paid_order, choose_cart_id
+from bridge.queue import HEARTBEAT_SECONDS, PENDING
+from bridge.refersion import RefersionClient, Reply, dumps
+from bridge.retry import Action, Failure, Outcome, classify, parse_retry_after
+from bridge.stores import StoreAccess, credentials_fingerprint, store_access
+
+log = logging.getLogger(__name__)
+
+RESUME_CHECK_SECONDS = 10.0
+
+
+def _owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Worker:
+    """Works off the inbox and the outbox of one database."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        rng: Callable[[], float] = random.random,
+        bigcommerce_sleep: Callable[[float], None] = time.sleep,
+        owner: str | None = None,
+    ):
+        self.settings = settings
+        self.policy = settings.rules
+        self.retry = settings.worker.retry
+        self.clock = clock
+        self.rng = rng
+        self.owner = owner or _owner_id()
+        self.db = database.connect(settings.database.path)
+        self._bigcommerce_sleep = bigcommerce_sleep
+        self._bigcommerce: dict[str, tuple[StoreAccess, BigCommerceClient]] = {}
+        self._refersion: RefersionClient | None = None
+        self._last_resume_check = float("-inf")
+
+    # --- the loop -----------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Work until ``stop`` is set; the item in hand is finished first."""
+        log.info("Worker %s started", self.owner)
+        heartbeat = threading.Thread(target=self._heartbeat, args=(stop,), name="lease-heartbeat", daemon=True)
+        heartbeat.start()
+        try:
+            while not stop.is_set():
+                try:
+                    worked = self.run_once()
+                except Exception:
+                    # A bug or a database hiccup must not kill the worker: what it held
+                    # goes back to the queue when its lease runs out.
+                    log.exception("Worker loop error")
+                    worked = False
+                if not worked:
+                    stop.wait(self.settings.worker.poll_interval)
+        finally:
+            stop.set()
+            heartbeat.join(timeout=HEARTBEAT_SECONDS + 1)
+            log.info("Worker %s stopped", self.owner)
+
+    def run_once(self) -> bool:
+        """Handle at most one event batch and one delivery; True when there was work."""
+        if self.clock() - self._last_resume_check >= RESUME_CHECK_SECONDS:
+            self.resume_changed_credentials()
+        worked = self.process_next_event()
+        return self.deliver_next() or worked
+
+    def run_until_idle(self, limit: int = 10_000) -> int:
+        """Work until nothing is due (for tests and one-off runs); returns rounds that worked."""
+        rounds = 0
+        while rounds < limit and self.run_once():
+            rounds += 1
+        return rounds
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        db = database.connect(self.settings.database.path)
+        try:
+            while not stop.wait(HEARTBEAT_SECONDS):
+                try:
+                    with immediate(db):
+                        inbox.events.renew(db, owner=self.owner, now=time.time())
+                        outbox.deliveries.renew(db, owner=self.owner, now=time.time())
+                except Exception:
+                    log.exception("Lease heartbeat failed")
+        finally:
+            db.close()
+
+    def close(self) -> None:
+        for _, client in self._bigcommerce.values():
+            client.close()
+        if self._refersion is not None:
+            self._refersion.close()
+        self.db.close()
+
+    # --- pauses -------------------------------------------------------------------
+
+    def resume_changed_credentials(self) -> None:
+        """Lift every pause whose credentials have changed since they were refused."""
+        self._last_resume_check = self.clock()
+        for pause in ledger.pauses(self.db):
+            current = credentials_fingerprint(self.settings, pause["store_hash"], pause["service"])
+            if current != pause["fingerprint"]:
+                ledger.resume(self.db, store_hash=pause["store_hash"], service=pause["service"])
+                log.info("Credentials for %s changed: resuming store %s", pause["service"], pause["store_hash"])
+
+    def _pause(self, store_hash: str, service: str, reason: str) -> None:
+        fingerprint = credentials_fingerprint(self.settings, store_hash, service) or ""
+        ledger.pause(self.db, store_hash=store_hash, service=service, fingerprint=fingerprint, reason=reason, now=self.clock())
+        log.warning("Paused %s work for store %s: %s", service, store_hash, reason)
+
+    # --- events -------------------------------------------------------------------
+
+    def _client_for(self, access: StoreAccess) -> BigCommerceClient:
+        cached = self._bigcommerce.get(access.store_hash)
+        if cached is None or cached[0] != access:
+            bc = self.settings.bigcommerce
+            client = BigCommerceClient(
+                api_url=bc.api_url,
+                store_hash=access.store_hash,
+                access_token=access.access_token,
+                client_id=access.client_id,
+                timeout=bc.timeout,
+                sleep=self._bigcommerce_sleep,
+            )
+            cached = self._bigcommerce[access.store_hash] = (access, client)
+        return cached[1]
+
+    def process_next_event(self) -> bool:
+        claimed = inbox.claim_order_events(self.db, owner=self.owner, now=self.clock())
+        if not claimed:
+            return False
+        store_hash, order_id = claimed[0]["store_hash"], claimed[0]["order_id"]
+        ids = [row["id"] for row in claimed]
+        access = store_access(self.settings, store_hash)
+        if access is None:
+            self._settle_events(ids, state=inbox.IGNORED, outcome="unknown_store", note=f"The bridge has no credentials for store {store_hash}.")
+            return True
+        try:
+            self._evaluate(access, order_id, ids)
+        except BigCommerceError as error:
+            self._event_failed(claimed, str(error), classify(error.status, error.failure), error.retry_after)
+        except Exception as error:
+            log.exception("Error while evaluating order %s of store %s", order_id, store_hash)
+            self._event_failed(claimed, f"internal error: {type(error).__name__}", classify(None, Failure.INTERNAL), None)
+        return True
+
+    def _evaluate(self, access: StoreAccess, order_id: int, ids: list[int]) -> None:
+        store_hash = access.store_hash
+        earlier = outbox.delivery_state(self.db, kind=outbox.PAID, store_hash=store_hash, order_id=order_id)
+        if earlier is not None:
+            # Reported (or on its way) already: no BigCommerce call needed to know that.
+            decision = rules.decide(None, self.policy, order_id=order_id, delivery_state=earlier)
+            self._settle_events(ids, state=inbox.DONE, outcome=decision.reasons[0].code, note=decision.summary)
+            return
+
+        client = self._client_for(access)
+        order = client.fetch_order(order_id)
+        decision = rules.decide(order, self.policy, order_id=order_id)
+        cart = payload = None
+        if decision.report:
+            lines = client.fetch_order_products(order_id)
+            coupons = client.fetch_order_coupons(order_id)
+            known = ledger.known_cart_ids(self.db, store_hash=store_hash, order_id=order_id)
+            cart = choose_cart_id(
+                {**known, "order": order["cart_id"]},
+                key=self.settings.webhooks.secret.encode(),
+                store_hash=store_hash,
+                order_id=order_id,
+            )
+            payload = dumps(build_paid_order(order, lines, coupons, cart_id=cart.value, excluded_coupons=self.policy.excluded_coupons))
+
+        now = self.clock()
+        note = decision.summary
+        if payload is not None and self.policy.dry_run:
+            note = f"Dry run: {note} Nothing was sent."
+        with immediate(self.db):
+            if payload is not None:
+                outbox.enqueue(self.db, kind=outbox.PAID, store_hash=store_hash, order_id=order_id, payload=payload, now=now, dry_run=self.policy.dry_run)
+            ledger.record_decision(self.db, store_hash=store_hash, order_id=order_id, decision=decision, order=order, cart=cart, now=now)
+            self._settle_events(ids, state=inbox.DONE, outcome=decision.verdict.value, note=note)
+        log.info("Order %s of store %s: %s (%s)", order_id, store_hash, decision.verdict.value, ", ".join(decision.codes))
+
+    def _settle_events(self, ids: list[int], *, state: str, outcome: str, note: str) -> None:
+        settled = inbox.events.settle(self.db, ids, owner=self.owner, state=state, outcome=outcome, note=note, last_error=None, finished_at=self.clock())
+        if settled < len(ids):
+            log.warning("Lost the lease on %d of events %s; another worker has them", len(ids) - settled, ids)
+
+    def _event_failed(self, claimed: list[dict], error: str, outcome: Outcome, retry_after: float | None) -> None:
+        ids = [row["id"] for row in claimed]
+        store_hash, order_id = claimed[0]["store_hash"], claimed[0]["order_id"]
+        now = self.clock()
+        failures = max(row["attempts"] for row in claimed) + 1
+        with immediate(self.db):
+            if outcome.action is Action.PAUSE:
+                self._pause(store_hash, "bigcommerce", f"BigCommerce refused the store's API credentials: {error}")
+                inbox.events.settle(self.db, ids, owner=self.owner, state=PENDING, due_at=now, last_error=error)
+                return
+            delay = None
+            if outcome.action is not Action.DEAD:
+                delay = self.retry.delay(failures, jitter=self.rng(), retry_after=retry_after, overloaded=outcome.overloaded)
+            if delay is None:
+                inbox.events.settle(self.db, ids, owner=self.owner, state=inbox.DEAD, attempts=failures, last_error=error, finished_at=now)
+                log.error("Gave up on order %s of store %s after %d attempts: %s", order_id, store_hash, failures, error)
+            else:
+                inbox.events.settle(self.db, ids, owner=self.owner, state=PENDING, attempts=failures, due_at=now + delay, last_error=error)
+                log.warning("Order %s of store %s: %s; retrying in %.0f s", order_id, store_hash, error, delay)
+
+    # --- deliveries ---------------------------------------------------------------
+
+    def _refersion_client(self) -> RefersionClient:
+        if self._refersion is None:
+            ref = self.settings.refersion
+            self._refersion = RefersionClient(orders_url=ref.orders_url, public_key=ref.public_key, secret_key=ref.secret_key, timeout=ref.timeout)
+        return self._refersion
+
+    def deliver_next(self) -> bool:
+        with immediate(self.db):
+            row = outbox.deliveries.claim(self.db, owner=self.owner, now=self.clock())
+        if row is None:
+            return False
+        reply = self._refersion_client().post_paid_order(row["payload"])
+        self._record_reply(row, reply, classify(reply.status, reply.failure))
+        return True
+
+    def _record_reply(self, row: dict, reply: Reply, outcome: Outcome) -> None:
+        now = self.clock()
+        seen = {"last_status": reply.status, "response": reply.body if reply.status else None, "updated_at": now}
+        failures = row["attempts"] + 1
+        order = f"order {row['order_id']} of store {row['store_hash']}"
+        with immediate(self.db):
+            if outcome.action is Action.DONE:
+                settle = {"state": outbox.DONE, "done_at": now, "last_error": None}
+                log.info("Reported %s to Refersion (HTTP %s)", order, reply.status)
+            elif outcome.action is Action.PAUSE:
+                self._pause(row["store_hash"], "refersion", f"Refersion refused the API keys ({reply.summary}).")
+                settle = {"state": PENDING, "due_at": now, "last_error": reply.summary}
+            else:
+                delay = None
+                if outcome.action is Action.RETRY:
+                    delay = self.retry.delay(
+                        failures, jitter=self.rng(), retry_after=parse_retry_after(reply.retry_after, now), overloaded=outcome.overloaded
+                    )
+                if delay is None:
+                    settle = {"state": outbox.DEAD, "attempts": failures, "last_error": reply.summary}
+                    log.error("Refersion delivery of %s is dead after %d attempts: %s", order, failures, reply.summary)
+                else:
+                    settle = {"state": PENDING, "attempts": failures, "due_at": now + delay, "last_error": reply.summary}
+                    log.warning("Refersion delivery of %s failed (%s); retrying in %.0f s", order, reply.summary, delay)
+            if not outbox.deliveries.settle(self.db, [row["id"]], owner=self.owner, **seen, **settle):
+                log.warning("Lost the lease on delivery %s before recording Refersion's answer", row["id"])

@@ -1,0 +1,175 @@
+"""Shared fixtures: settings on a temporary database, the fakes on real local servers,
+the Flask test client, a worker on a controllable clock, and a webhook builder."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+
+import pytest
+from pytest_httpserver import HTTPServer
+
+from bridge.config import Settings, load_settings
+from bridge.web import create_app
+from bridge.worker import Worker
+from tests.fakes import FakeBigCommerce, FakeRefersion
+
+STORE_HASH = "abc123"
+BC_TOKEN = "bc-token-0123456789abcdef"
+WEBHOOK_SECRET = "whsec-test-0123456789-abcdefghij"
+REFERSION_PUBLIC = "pub_test_4a2b"
+REFERSION_SECRET = "sec_test_9f8e7d6c5b4a"
+T0 = 1_790_000_000.0  # a fixed "now" for clock-driven tests
+
+
+def _local_server():
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+bc_server = pytest.fixture(scope="session", name="bc_server")(_local_server)
+refersion_server = pytest.fixture(scope="session", name="refersion_server")(_local_server)
+
+
+def _serve(server, fake, **match):
+    server.clear()
+    server.expect_request(re.compile(".*"), **match).respond_with_handler(fake.handler)
+    yield fake
+    server.clear()
+
+
+@pytest.fixture
+def bigcommerce(bc_server) -> FakeBigCommerce:
+    yield from _serve(bc_server, FakeBigCommerce(STORE_HASH, BC_TOKEN))
+
+
+@pytest.fixture
+def refersion(refersion_server) -> FakeRefersion:
+    yield from _serve(refersion_server, FakeRefersion(REFERSION_PUBLIC, REFERSION_SECRET), method="POST")
+
+
+def base_environ(db_path, bc_url: str, refersion_url: str) -> dict[str, str]:
+    return {
+        "BRIDGE_DATABASE_PATH": str(db_path),
+        "BRIDGE_BIGCOMMERCE_STORE_HASH": STORE_HASH,
+        "BRIDGE_BIGCOMMERCE_ACCESS_TOKEN": BC_TOKEN,
+        "BRIDGE_BIGCOMMERCE_API_URL": bc_url,
+        "BRIDGE_BIGCOMMERCE_TIMEOUT": "2",
+        "BRIDGE_WEBHOOKS_SECRET": WEBHOOK_SECRET,
+        "BRIDGE_REFERSION_PUBLIC_KEY": REFERSION_PUBLIC,
+        "BRIDGE_REFERSION_SECRET_KEY": REFERSION_SECRET,
+        "BRIDGE_REFERSION_ORDERS_URL": refersion_url,
+        "BRIDGE_REFERSION_TIMEOUT": "2",
+    }
+
+
+@pytest.fixture
+def environ(tmp_path, bc_server, refersion_server) -> dict[str, str]:
+    return base_environ(tmp_path / "bridge.sqlite3", bc_server.url_for("").rstrip("/"), refersion_server.url_for("/tracker/orders/paid"))
+
+
+@pytest.fixture
+def make_settings(environ):
+    """Settings from the test environment; keyword overrides name ``section_key``."""
+
+    def make(**overrides) -> Settings:
+        env = dict(environ)
+        for name, value in overrides.items():
+            key = f"BRIDGE_{name.upper()}"
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        return load_settings(None, environ=env)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+class Clock:
+    """A clock the test moves by hand; it starts at the real time, as the web intake
+    stamps events with the real time."""
+
+    def __init__(self, now: float | None = None):
+        self.now = time.time() + 1 if now is None else now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def make_worker(settings, clock):
+    """Workers on the shared clock, with no jitter (rng 0.5) and recorded BigCommerce waits."""
+    made = []
+
+    def make(settings_override: Settings | None = None, **kwargs) -> Worker:
+        kwargs.setdefault("clock", clock)
+        kwargs.setdefault("rng", lambda: 0.5)
+        kwargs.setdefault("bigcommerce_sleep", lambda seconds: None)
+        worker = Worker(settings_override or settings, **kwargs)
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.close()
+
+
+@pytest.fixture
+def worker(make_worker) -> Worker:
+    return make_worker()
+
+
+def envelope(scope: str, data: dict, *, created_at: int | None = 1_790_000_000, store_hash: str = STORE_HASH, store_id="1025646") -> dict:
+    """A BigCommerce callback body as BigCommerce sends it."""
+    body = {
+        "scope": scope,
+        "store_id": store_id,
+        "data": data,
+        "hash": hashlib.sha1(json.dumps(data, separators=(",", ":")).encode()).hexdigest(),
+        "producer": f"stores/{store_hash}",
+    }
+    if created_at is not None:
+        body["created_at"] = created_at
+    return body
+
+
+def status_updated(order_id: int, new_status: int, previous: int = 0, **kwargs) -> dict:
+    data = {"type": "order", "id": order_id, "status": {"previous_status_id": previous, "new_status_id": new_status}}
+    return envelope("store/order/statusUpdated", data, **kwargs)
+
+
+def post_webhook(client, body, *, token: str | None = WEBHOOK_SECRET, content_type: str = "application/json", headers: dict | None = None):
+    sent = dict(headers or {})
+    if token is not None:
+        sent["X-Bridge-Token"] = token
+    data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+    return client.post("/webhooks/bigcommerce", data=data, headers=sent, content_type=content_type)

@@ -1,0 +1,154 @@
+"""The BigCommerce client against a fake V2 API on a real local server."""
+
+import socket
+import time
+from decimal import Decimal
+
+import pytest
+from werkzeug import Response
+
+from bridge.bigcommerce import PAGE_SIZE, BigCommerceClient, BigCommerceError
+from bridge.retry import Failure
+from tests.conftest import BC_TOKEN, STORE_HASH
+from tests.fakes import Scripted, load_fixture
+
+
+@pytest.fixture
+def waits():
+    return []
+
+
+@pytest.fixture
+def make_client(bc_server, waits):
+    def make(**kwargs):
+        options = {"api_url": bc_server.url_for("").rstrip("/"), "store_hash": STORE_HASH, "access_token": BC_TOKEN, "timeout": 2.0, "sleep": waits.append}
+        return BigCommerceClient(**{**options, **kwargs})
+
+    return make
+
+
+@pytest.fixture
+def client(make_client, bigcommerce):
+    return make_client()
+
+
+def test_fetch_order_reads_the_configured_base_url_and_parses_money_as_decimal(client, bigcommerce):
+    order_id = bigcommerce.add(load_fixture("tax_inclusive_prices"))
+    order = client.fetch_order(order_id)
+    assert order["total_inc_tax"] == Decimal("53.0000")
+    assert isinstance(order["shipping_cost_ex_tax"], Decimal)
+    assert order["payment_status"] == "captured"
+    assert order["billing_address"]["email"] == "ada@example.com"
+    assert bigcommerce.requests == [("GET", f"/stores/{STORE_HASH}/v2/orders/{order_id}")]
+    assert client.calls == 1
+
+
+def test_payment_status_is_normalised(client, bigcommerce):
+    order_id = bigcommerce.add(load_fixture("manual_discount"), payment_status=" Captured ")
+    assert client.fetch_order(order_id)["payment_status"] == "captured"
+
+
+def test_an_unknown_order_is_none(client, bigcommerce):
+    assert client.fetch_order(4040) is None
+
+
+def test_lines_and_coupons(client, bigcommerce):
+    order_id = bigcommerce.add(load_fixture("coupons_one_excluded"))
+    lines = client.fetch_order_products(order_id)
+    assert [(line["sku"], line["quantity"], line["price_ex_tax"]) for line in lines] == [("OTL-01", 1, Decimal("109.0000")), ("MOSS-KIT", 2, Decimal("12.5000"))]
+    assert [coupon["code"] for coupon in client.fetch_order_coupons(order_id)] == ["AFFILIATE10", "HOLIDAY5"]
+
+
+def test_an_empty_list_answered_204_is_an_empty_list(client, bigcommerce):
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    assert client.fetch_order_coupons(order_id) == []
+    assert client.calls == 1
+
+
+def test_long_orders_are_read_page_by_page(client, bigcommerce):
+    fixture = load_fixture("manual_discount")
+    template = fixture["products"][0]
+    fixture["products"] = [{**template, "id": 1000 + n, "sku": f"SKU-{n}"} for n in range(PAGE_SIZE + 10)]
+    order_id = bigcommerce.add(fixture)
+    lines = client.fetch_order_products(order_id)
+    assert len(lines) == PAGE_SIZE + 10
+    assert client.calls == 2
+
+
+def test_a_429_waits_for_the_reset_header_then_retries(client, bigcommerce, waits):
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    bigcommerce.fail_next(429, headers={"X-Rate-Limit-Time-Reset-Ms": "1500", "X-Rate-Limit-Requests-Left": "0"}, body='{"title": "Too many requests"}')
+    assert client.fetch_order(order_id)["id"] == order_id
+    assert waits == [1.5]
+    assert client.calls == 2
+
+
+def test_a_429_without_reset_header_backs_off_progressively_then_gives_up(client, bigcommerce, waits):
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    bigcommerce.fail_next(429, times=10)
+    with pytest.raises(BigCommerceError) as caught:
+        client.fetch_order(order_id)
+    assert waits == [1.0, 2.0, 4.0]
+    assert caught.value.status == 429
+
+
+def test_a_long_reset_is_handed_to_the_retry_schedule_instead_of_blocking(client, bigcommerce, waits):
+    bigcommerce.fail_next(429, headers={"X-Rate-Limit-Time-Reset-Ms": "600000"})
+    with pytest.raises(BigCommerceError) as caught:
+        client.fetch_order(1)
+    assert (caught.value.status, caught.value.retry_after) == (429, 600.0)
+    assert waits == []
+
+
+@pytest.mark.parametrize("status", [401, 403, 500, 503])
+def test_http_errors_carry_their_status_and_never_the_token(client, bigcommerce, status):
+    bigcommerce.fail_next(status)
+    with pytest.raises(BigCommerceError) as caught:
+        client.fetch_order(1)
+    assert caught.value.status == status
+    assert BC_TOKEN not in str(caught.value)
+
+
+def test_a_wrong_token_is_a_401(make_client, bigcommerce):
+    bigcommerce.add(load_fixture("manual_discount"))
+    with pytest.raises(BigCommerceError) as caught:
+        make_client(access_token="wrong-token-000").fetch_order(102)
+    assert caught.value.status == 401
+    assert "wrong-token-000" not in str(caught.value)
+
+
+def test_a_200_that_is_not_json_is_a_bad_response(client, bigcommerce):
+    bigcommerce.script.append(Scripted(lambda r: True, lambda r: Response("<html>maintenance</html>", 200, content_type="text/html")))
+    with pytest.raises(BigCommerceError) as caught:
+        client.fetch_order(1)
+    assert caught.value.failure is Failure.BAD_RESPONSE
+
+
+def test_an_order_without_its_status_is_a_bad_response(client, bigcommerce):
+    bigcommerce.script.append(Scripted(lambda r: True, lambda r: Response('{"id": 5}', 200, content_type="application/json")))
+    with pytest.raises(BigCommerceError) as caught:
+        client.fetch_order(5)
+    assert caught.value.failure is Failure.BAD_RESPONSE
+    assert "status_id" in str(caught.value)
+
+
+def test_every_request_has_a_timeout(make_client, bigcommerce):
+    def slow(request):
+        time.sleep(1.0)
+        return Response("{}", 200, content_type="application/json")
+
+    bigcommerce.script.append(Scripted(lambda r: True, slow))
+    started = time.monotonic()
+    with pytest.raises(BigCommerceError) as caught:
+        make_client(timeout=0.2).fetch_order(1)
+    assert caught.value.failure is Failure.TIMEOUT
+    assert time.monotonic() - started < 0.9
+
+
+def test_an_unreachable_api_is_a_connection_failure(make_client):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(BigCommerceError) as caught:
+        make_client(api_url=f"http://127.0.0.1:{port}").fetch_order(1)
+    assert caught.value.failure is Failure.CONNECTION

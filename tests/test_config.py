@@ -1,0 +1,165 @@
+"""Configuration: TOML, environment overrides, and one clear line per problem."""
+
+from pathlib import Path
+
+import pytest
+
+from bridge.config import ConfigError, load_settings
+
+REQUIRED = {
+    "BRIDGE_WEBHOOKS_SECRET": "a-long-random-webhook-secret",
+    "BRIDGE_REFERSION_PUBLIC_KEY": "pub_live_1",
+    "BRIDGE_REFERSION_SECRET_KEY": "sec_live_2",
+}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    return path
+
+
+def problems(error: ConfigError) -> list[str]:
+    return str(error).splitlines()
+
+
+def test_defaults_from_the_spec():
+    settings = load_settings(None, environ=REQUIRED)
+    assert (settings.server.host, settings.server.port) == ("127.0.0.1", 8000)
+    assert settings.database.path == "instance/bridge.sqlite3"
+    assert settings.bigcommerce.api_url == "https://api.bigcommerce.com"
+    assert settings.bigcommerce.timeout == 10
+    assert settings.refersion.orders_url == "https://inbound-webhooks.refersion.com/tracker/orders/paid"
+    assert settings.refersion.timeout == 20
+    assert settings.rules.order_statuses == frozenset({2, 3, 8, 9, 10, 11})
+    assert settings.rules.payment_statuses == frozenset({"captured", "paid"})
+    assert (settings.rules.accept_authorized, settings.rules.dry_run, settings.rules.excluded_coupons) == (False, False, ())
+    assert settings.worker.poll_interval == 0.2
+    assert settings.worker.retry.schedule[0] == 5
+
+
+def test_toml_file_with_environment_overrides(tmp_path):
+    path = write(
+        tmp_path,
+        """
+        [server]
+        port = 9000
+        [bigcommerce]
+        store_hash = "abc123"
+        access_token = "from-file"
+        api_url = "http://127.0.0.1:5000/"
+        [webhooks]
+        secret = "file-secret-0123456789"
+        [refersion]
+        public_key = "pub_file"
+        secret_key = "sec_file"
+        [rules]
+        excluded_coupons = ["HOLIDAY", "SITEWIDE"]
+        """,
+    )
+    env = {
+        "BRIDGE_SERVER_PORT": "9100",
+        "BRIDGE_BIGCOMMERCE_ACCESS_TOKEN": "from-env",
+        "BRIDGE_RULES_ORDER_STATUSES": "[10, 11]",
+        "BRIDGE_RULES_PAYMENT_STATUSES": "captured, paid, authorized",
+        "BRIDGE_RULES_DRY_RUN": "true",
+    }
+    settings = load_settings(path, environ=env)
+    assert settings.server.port == 9100
+    assert settings.bigcommerce.access_token == "from-env"
+    assert settings.bigcommerce.api_url == "http://127.0.0.1:5000"
+    assert settings.rules.order_statuses == frozenset({10, 11})
+    assert settings.rules.payment_statuses == frozenset({"captured", "paid", "authorized"})
+    assert settings.rules.dry_run is True
+    assert settings.rules.excluded_coupons == ("HOLIDAY", "SITEWIDE")
+    assert settings.source == str(path)
+
+
+def test_config_path_from_bridge_config(tmp_path):
+    path = write(tmp_path, '[webhooks]\nsecret = "file-secret-0123456789"\n[refersion]\npublic_key = "p"\nsecret_key = "s"\n')
+    assert load_settings(None, environ={"BRIDGE_CONFIG": str(path)}).webhooks.secret == "file-secret-0123456789"
+
+
+def test_the_example_file_is_valid_once_secrets_are_given():
+    example = Path(__file__).parent.parent / "config.example.toml"
+    settings = load_settings(example, environ=REQUIRED)
+    assert settings.rules.order_statuses == frozenset({2, 3, 8, 9, 10, 11})
+
+
+def test_every_missing_required_key_is_named_with_its_variable():
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={})
+    assert problems(caught.value) == [
+        "config error: refersion.public_key is required (set it in the config file or BRIDGE_REFERSION_PUBLIC_KEY)",
+        "config error: refersion.secret_key is required (set it in the config file or BRIDGE_REFERSION_SECRET_KEY)",
+        "config error: webhooks.secret is required (set it in the config file or BRIDGE_WEBHOOKS_SECRET)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("BRIDGE_SERVER_PORT", "eighty", "config error: server.port: Not a valid integer."),
+        ("BRIDGE_SERVER_PORT", "70000", "config error: server.port: Must be greater than or equal to 1 and less than or equal to 65535."),
+        ("BRIDGE_WEBHOOKS_SECRET", "short", "config error: webhooks.secret: Must be at least 16 characters (a long random string)."),
+        ("BRIDGE_BIGCOMMERCE_API_URL", "api.bigcommerce.com", "config error: bigcommerce.api_url: Not a valid URL."),
+        ("BRIDGE_BIGCOMMERCE_TIMEOUT", "0", "config error: bigcommerce.timeout: Must be greater than 0 and less than or equal to 300."),
+        ("BRIDGE_RULES_ACCEPT_AUTHORIZED", "maybe", "config error: rules.accept_authorized: Not a valid boolean."),
+        ("BRIDGE_RULES_ORDER_STATUSES", "[2, x]", "config error: rules.order_statuses: Not a valid list: "),
+        ("BRIDGE_WORKER_RETRY_SCHEDULE", "[]", "config error: worker.retry_schedule: Length must be between 1 and 100."),
+    ],
+)
+def test_invalid_values_name_the_key(variable, value, message):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={**REQUIRED, variable: value})
+    lines = problems(caught.value)
+    assert len(lines) == 1
+    assert lines[0].startswith(message)
+
+
+def test_a_mistyped_payment_status_is_refused_with_the_choices():
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={**REQUIRED, "BRIDGE_RULES_PAYMENT_STATUSES": "captured,capture"})
+    (line,) = problems(caught.value)
+    assert line.startswith("config error: rules.payment_statuses.1: Must be one of: authorized, captured, capture pending")
+
+
+def test_half_an_api_account_is_refused():
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={**REQUIRED, "BRIDGE_BIGCOMMERCE_STORE_HASH": "abc123"})
+    assert problems(caught.value) == [
+        "config error: bigcommerce.access_token: is required when the other half of the store-level API account is set."
+    ]
+
+
+def test_unknown_keys_and_sections_are_refused_with_a_suggestion(tmp_path):
+    path = write(tmp_path, '[rules]\norder_status = [2]\n[refersoin]\npublic_key = "x"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ=REQUIRED)
+    assert problems(caught.value) == [
+        "config error: refersoin: unknown key (did you mean refersion?)",
+        "config error: rules.order_status: unknown key (did you mean rules.order_statuses?)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("[server\nport = 1", "is not valid TOML"), ("server = 3", "server: must be a [server] table")],
+)
+def test_broken_files_are_reported(tmp_path, content, message):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write(tmp_path, content), environ=REQUIRED)
+    assert message in str(caught.value)
+
+
+def test_a_missing_file_is_reported(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", environ=REQUIRED)
+
+
+def test_secrets_stay_out_of_the_settings_repr():
+    settings = load_settings(None, environ={**REQUIRED, "BRIDGE_BIGCOMMERCE_STORE_HASH": "abc123", "BRIDGE_BIGCOMMERCE_ACCESS_TOKEN": "tok-secret-1"})
+    text = repr(settings)
+    for secret in ("a-long-random-webhook-secret", "sec_live_2", "tok-secret-1"):
+        assert secret not in text
+    assert set(settings.secrets()) == {"a-long-random-webhook-secret", "sec_live_2", "tok-secret-1"}

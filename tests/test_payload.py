@@ -1,0 +1,132 @@
+"""The Refersion payload built from realistic BigCommerce order JSON (tests/fixtures/orders)."""
+
+import json
+import re
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bridge.bigcommerce import OrderCouponSchema, OrderProductSchema, OrderSchema
+from bridge.payload import CART_ID_SOURCES, NO_CART_ID_NOTE, build_paid_order, choose_cart_id, fallback_cart_id, money
+from bridge.refersion import dumps
+
+FIXTURES = sorted(p.stem for p in (Path(__file__).parent / "fixtures" / "orders").glob("*.json"))
+KEY = b"server-secret-for-tests-0123456789"
+
+
+def load(name):
+    return json.loads((Path(__file__).parent / "fixtures" / "orders" / f"{name}.json").read_text(), parse_float=Decimal)
+
+
+def build(fixture):
+    order = OrderSchema().load(json.loads(json.dumps(fixture["order"], default=str)))
+    lines = OrderProductSchema(many=True).load(fixture["products"])
+    coupons = OrderCouponSchema(many=True).load(fixture["coupons"])
+    return build_paid_order(order, lines, coupons, cart_id=order["cart_id"], excluded_coupons=fixture["excluded_coupons"])
+
+
+def test_the_fixture_set_covers_the_issue():
+    assert set(FIXTURES) == {
+        "coupons_one_excluded",
+        "manual_discount",
+        "bundle_children_skipped",
+        "line_without_sku",
+        "tax_inclusive_prices",
+        "shipping_plus_handling",
+        "ipv6_only_customer",
+        "guest_without_name",
+        "multi_currency",
+        "odd_cents",
+    }
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_payload_matches_the_expected_refersion_body(name):
+    fixture = load(name)
+    sent = json.loads(dumps(build(fixture)), parse_float=Decimal)
+    assert sent == fixture["expected_payload"], fixture["description"]
+
+
+@pytest.mark.parametrize("name", FIXTURES)
+def test_money_leaves_as_json_numbers_with_two_places(name):
+    text = dumps(build(load(name)))
+    for key in ("shipping", "tax", "discount", "price"):
+        for value in re.findall(rf'"{key}":([^,}}]+)', text):
+            assert re.fullmatch(r"-?\d+\.\d\d", value), f"{key}={value} in {text}"
+
+
+def test_order_money_is_parsed_as_decimal_never_float():
+    order = OrderSchema().load({"id": 1, "status_id": 11, "total_inc_tax": "69.8400", "shipping_cost_ex_tax": "0.1000"})
+    assert order["total_inc_tax"] == Decimal("69.8400")
+    assert isinstance(order["shipping_cost_ex_tax"], Decimal)
+    assert order["coupon_discount"] == Decimal("0")
+
+
+def test_summing_happens_before_rounding():
+    assert money(Decimal("2.4950") + Decimal("0.0050")) == Decimal("2.50")
+    assert money(Decimal("2.4950")) + money(Decimal("0.0050")) == Decimal("2.51")  # what we avoid
+
+
+@pytest.mark.parametrize(("raw", "rounded"), [("0.005", "0.01"), ("0.0049", "0.00"), ("2.675", "2.68"), ("-1.005", "-1.01")])
+def test_rounding_is_half_up(raw, rounded):
+    assert money(Decimal(raw)) == Decimal(rounded)
+
+
+def test_customer_is_left_out_when_nothing_is_known():
+    fixture = load("odd_cents")
+    assert "customer" not in build(fixture)
+
+
+def test_discount_code_is_left_out_when_every_coupon_is_excluded():
+    fixture = load("coupons_one_excluded")
+    fixture["excluded_coupons"] = ["affiliate10", "HOLIDAY5"]
+    payload = build(fixture)
+    assert "discount_code" not in payload
+    assert payload["discount"] == Decimal("18.40")
+
+
+def test_several_coupon_codes_are_joined_with_commas():
+    fixture = load("coupons_one_excluded")
+    fixture["excluded_coupons"] = []
+    assert build(fixture)["discount_code"] == "AFFILIATE10,HOLIDAY5"
+
+
+def test_currency_falls_back_to_the_display_currency():
+    fixture = load("multi_currency")
+    del fixture["order"]["default_currency_code"]
+    assert build(fixture)["currency_code"] == "CAD"
+
+
+class TestCartId:
+    def test_sources_in_order_of_trust(self):
+        assert CART_ID_SOURCES == ("storefront", "cart_converted", "order")
+        known = {"order": "order-cart", "cart_converted": "converted-cart", "storefront": "storefront-cart"}
+        assert choose_cart_id(known, key=KEY, store_hash="abc123", order_id=5).value == "storefront-cart"
+        del known["storefront"]
+        assert choose_cart_id(known, key=KEY, store_hash="abc123", order_id=5).value == "converted-cart"
+        del known["cart_converted"]
+        chosen = choose_cart_id(known, key=KEY, store_hash="abc123", order_id=5)
+        assert (chosen.value, chosen.source, chosen.note) == ("order-cart", "order", None)
+
+    def test_blank_or_overlong_cart_ids_are_passed_over(self):
+        known = {"storefront": "x" * 256, "cart_converted": "   ", "order": "real-cart"}
+        assert choose_cart_id(known, key=KEY, store_hash="abc123", order_id=5).value == "real-cart"
+
+    def test_fallback_when_no_cart_id_is_known(self):
+        chosen = choose_cart_id({"order": ""}, key=KEY, store_hash="abc123", order_id=5)
+        assert chosen.source == "fallback"
+        assert chosen.note == NO_CART_ID_NOTE
+        assert chosen.value == fallback_cart_id(KEY, "abc123", 5)
+
+    @pytest.mark.parametrize("order_id", [1, 5, 10, 100, 250, 12345, 999999999])
+    def test_fallback_is_long_stable_and_never_contains_the_order_id(self, order_id):
+        value = fallback_cart_id(KEY, "abc123", order_id)
+        assert 16 <= len(value) <= 255
+        assert str(order_id) not in value
+        assert value == fallback_cart_id(KEY, "abc123", order_id)
+
+    def test_fallback_cannot_be_computed_without_the_secret(self):
+        assert fallback_cart_id(KEY, "abc123", 5) != fallback_cart_id(b"another-secret-value-000000", "abc123", 5)
+        assert fallback_cart_id(KEY, "abc123", 5) != fallback_cart_id(KEY, "abc123", 6)
+        assert fallback_cart_id(KEY, "abc123", 5) != fallback_cart_id(KEY, "xyz789", 5)

@@ -1,0 +1,297 @@
+"""POST /webhooks/bigcommerce: authenticate, validate, store once, answer fast."""
+
+import base64
+import hashlib
+import hmac
+import io
+import json
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from sqlite_utils import Database
+
+from tests.conftest import STORE_HASH, WEBHOOK_SECRET, envelope, post_webhook, status_updated
+
+
+@pytest.fixture
+def db(settings, app):
+    database = Database(settings.database.path)
+    yield database
+    database.close()
+
+
+def event_rows(db):
+    return list(db.query("SELECT * FROM events ORDER BY id"))
+
+
+def test_a_valid_webhook_is_stored_and_answered_200_with_an_empty_body(client, db, bigcommerce):
+    response = post_webhook(client, status_updated(250, 11))
+    assert response.status_code == 200
+    assert response.data == b""
+    (row,) = event_rows(db)
+    assert (row["scope"], row["store_hash"], row["order_id"], row["state"]) == ("store/order/statusUpdated", STORE_HASH, 250, "pending")
+    assert json.loads(row["body"])["data"]["status"]["new_status_id"] == 11
+    assert bigcommerce.calls() == 0  # the order is fetched by the worker, never in the request
+
+
+def test_the_same_webhook_five_times_is_stored_once(client, db):
+    body = status_updated(250, 11)
+    assert [post_webhook(client, body).status_code for _ in range(5)] == [200] * 5
+    assert len(event_rows(db)) == 1
+
+
+def test_distinct_events_with_the_same_hash_are_both_stored(client, db):
+    data = {"type": "order", "id": 250}
+    first = envelope("store/order/updated", data, created_at=1_790_000_000)
+    second = envelope("store/order/updated", data, created_at=1_790_000_060)
+    assert first["hash"] == second["hash"]
+    post_webhook(client, first)
+    post_webhook(client, second)
+    post_webhook(client, second)
+    assert [row["event_created_at"] for row in event_rows(db)] == [1_790_000_000, 1_790_000_060]
+
+
+def test_same_hash_under_another_scope_is_another_event(client, db):
+    data = {"type": "order", "id": 250}
+    post_webhook(client, envelope("store/order/created", data))
+    post_webhook(client, envelope("store/order/updated", data))
+    assert len(event_rows(db)) == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"scope": "store/order/statusUpdated", "store_id": 1025646, "data": {"type": "order", "id": 250}, "hash": "x" * 40, "created_at": 1561479335, "producer": "stores/abc123"},
+        {"scope": "store/order/created", "data": {"type": "order", "id": "250"}, "producer": "stores/abc123"},
+        {"scope": "store/order/statusUpdated", "store_id": "1", "data": {"id": 250, "status": {"new_status_id": 11}}, "hash": "h", "producer": "stores/abc123", "extra": [1, 2]},
+    ],
+    ids=["numeric-store-id", "no-hash-no-created-at", "unknown-keys"],
+)
+def test_liberal_in_what_is_accepted(client, db, body):
+    assert post_webhook(client, body).status_code == 200
+    assert event_rows(db)[0]["order_id"] == 250
+
+
+def test_cart_converted_links_the_cart_to_the_order(client, db):
+    body = envelope("store/cart/converted", {"type": "cart", "id": "d30016e2-23c0-4a90-884f-2e92ac135476", "orderId": 252})
+    assert post_webhook(client, body).status_code == 200
+    (row,) = event_rows(db)
+    assert (row["state"], row["outcome"]) == ("done", "cart_linked")
+    assert list(db.query("SELECT order_id, source, cart_id FROM cart_links")) == [
+        {"order_id": 252, "source": "cart_converted", "cart_id": "d30016e2-23c0-4a90-884f-2e92ac135476"}
+    ]
+
+
+def test_refunds_are_kept_for_the_cancellation_feature(client, db):
+    body = envelope("store/order/refund/created", {"type": "order", "id": 250, "refund": {"refund_id": 3}})
+    assert post_webhook(client, body).status_code == 200
+    assert event_rows(db)[0]["state"] == "deferred"
+
+
+def test_unhandled_scopes_are_acknowledged_and_recorded_as_ignored(client, db):
+    body = envelope("store/product/updated", {"type": "product", "id": 9})
+    assert post_webhook(client, body).status_code == 200
+    (row,) = event_rows(db)
+    assert (row["state"], row["outcome"]) == ("ignored", "scope_not_handled")
+
+
+def test_events_for_unknown_stores_are_acknowledged_and_ignored(client, db):
+    assert post_webhook(client, status_updated(250, 11, store_hash="zzz999")).status_code == 200
+    (row,) = event_rows(db)
+    assert (row["state"], row["outcome"]) == ("ignored", "unknown_store")
+    assert "zzz999" in row["note"]
+
+
+# --- 401 ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "token",
+    [None, "", "wrong", WEBHOOK_SECRET[:-1], WEBHOOK_SECRET + "x", WEBHOOK_SECRET[:-1] + chr(ord(WEBHOOK_SECRET[-1]) + 1), WEBHOOK_SECRET.upper()],
+    ids=["missing", "empty", "wrong", "truncated", "extended", "last-byte-changed", "case-changed"],
+)
+def test_unauthenticated_requests_get_401_and_store_nothing(client, db, token):
+    response = post_webhook(client, status_updated(250, 11), token=token)
+    assert response.status_code == 401
+    assert "X-Bridge-Token" in response.get_json()["error"]
+    assert event_rows(db) == []
+
+
+def test_a_401_does_not_read_or_judge_the_body(client):
+    assert post_webhook(client, b"\xff not json", token="wrong", content_type="text/plain").status_code == 401
+
+
+# --- Standard Webhooks signature ---------------------------------------------------
+
+CLIENT_SECRET = "bc-client-secret-for-signing"
+
+
+def signed_headers(body: bytes, secret: str = CLIENT_SECRET, timestamp: int | None = None, message_id: str = "msg_2b1c") -> dict:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    signature = base64.b64encode(hmac.new(secret.encode(), f"{message_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()).decode()
+    return {"webhook-id": message_id, "webhook-timestamp": str(timestamp), "webhook-signature": f"v1,{signature}"}
+
+
+@pytest.fixture
+def signing_client(make_settings):
+    from bridge.web import create_app
+
+    return create_app(make_settings(bigcommerce_client_secret=CLIENT_SECRET)).test_client()
+
+
+def test_a_standard_webhooks_signature_authenticates(signing_client):
+    body = json.dumps(status_updated(250, 11)).encode()
+    response = signing_client.post("/webhooks/bigcommerce", data=body, headers=signed_headers(body), content_type="application/json")
+    assert response.status_code == 200
+
+
+def test_several_signatures_one_valid_is_enough(signing_client):
+    body = json.dumps(status_updated(250, 11)).encode()
+    headers = signed_headers(body)
+    headers["webhook-signature"] = "v1,AAAA v2,BBBB " + headers["webhook-signature"]
+    assert signing_client.post("/webhooks/bigcommerce", data=body, headers=headers, content_type="application/json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda body, h: (body + b" ", h),
+        lambda body, h: (body, {**h, "webhook-timestamp": str(int(time.time()) - 301)}),
+        lambda body, h: (body, signed_headers(body, timestamp=int(time.time()) - 400)),
+        lambda body, h: (body, signed_headers(body, timestamp=int(time.time()) + 400)),
+        lambda body, h: (body, signed_headers(body, secret="another-secret")),
+        lambda body, h: (body, {**h, "webhook-id": "msg_other"}),
+        lambda body, h: (body, {k: v for k, v in h.items() if k != "webhook-id"}),
+        lambda body, h: (body, {**h, "webhook-signature": h["webhook-signature"].replace("v1,", "v2,")}),
+    ],
+    ids=["body-changed", "timestamp-changed", "too-old", "too-new", "wrong-secret", "id-changed", "id-missing", "unknown-version"],
+)
+def test_a_broken_signature_gets_401(signing_client, tamper):
+    body = json.dumps(status_updated(250, 11)).encode()
+    body, headers = tamper(body, signed_headers(body))
+    assert signing_client.post("/webhooks/bigcommerce", data=body, headers=headers, content_type="application/json").status_code == 401
+
+
+def test_signatures_are_refused_when_no_client_secret_is_configured(client):
+    body = json.dumps(status_updated(250, 11)).encode()
+    assert client.post("/webhooks/bigcommerce", data=body, headers=signed_headers(body), content_type="application/json").status_code == 401
+
+
+# --- 413, 415, 400 -------------------------------------------------------------------
+
+
+def oversized_body() -> str:
+    body = status_updated(250, 11)
+    body["padding"] = "x" * (64 * 1024)
+    return json.dumps(body)
+
+
+def test_a_body_over_64_kib_gets_413(client, db):
+    response = post_webhook(client, oversized_body())
+    assert response.status_code == 413
+    assert "64 KiB" in response.get_json()["error"]
+    assert event_rows(db) == []
+
+
+def test_a_chunked_body_over_64_kib_gets_413(client, db):
+    # No Content-Length: the server (gunicorn) marks the stream terminated, as here.
+    response = client.post(
+        "/webhooks/bigcommerce",
+        input_stream=io.BytesIO(oversized_body().encode()),
+        headers={"X-Bridge-Token": WEBHOOK_SECRET, "Transfer-Encoding": "chunked"},
+        content_type="application/json",
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    assert response.status_code == 413
+    assert event_rows(db) == []
+
+
+def test_a_body_of_exactly_64_kib_is_accepted(client, db):
+    body = status_updated(250, 11)
+    body["padding"] = ""
+    text = json.dumps(body)
+    body["padding"] = "x" * (64 * 1024 - len(text))
+    text = json.dumps(body)
+    assert len(text) == 64 * 1024
+    assert post_webhook(client, text).status_code == 200
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml", ""])
+def test_a_body_that_is_not_json_gets_415(client, db, content_type):
+    response = post_webhook(client, json.dumps(status_updated(250, 11)), content_type=content_type)
+    assert response.status_code == 415
+    assert event_rows(db) == []
+
+
+def test_json_with_a_charset_or_suffix_is_accepted(client):
+    assert post_webhook(client, status_updated(250, 11), content_type="application/json; charset=utf-8").status_code == 200
+    assert post_webhook(client, status_updated(251, 11), content_type="application/vnd.bigcommerce+json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        (b"\xff\xfe{}", "not valid JSON"),
+        ("", "not valid JSON"),
+        ("[" * 30_000 + "]" * 30_000, "not valid JSON"),
+        ("[1, 2, 3]", "must be a JSON object"),
+        ('"store/order/created"', "must be a JSON object"),
+        ("null", "must be a JSON object"),
+        ('{"scope": "store/order/created", "data": {"id": 1}}', "producer: Missing data for required field."),
+        ('{"producer": "stores/abc123", "data": {"id": 1}}', "scope: Missing data for required field."),
+        ('{"scope": "store/order/created", "producer": "stores/abc123", "data": [1]}', "data: Not a valid mapping type."),
+        ('{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": "abc"}}', "data.id: Not a valid integer."),
+        ('{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 0}}', "data.id: Must be greater than or equal to 1"),
+        ('{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 1e30}}', "data.id: "),
+        ('{"scope": "store/order/created", "producer": "stores/abc123", "data": {"type": "order"}}', "data.id: Missing data for required field."),
+        ('{"scope": "store/order/created", "producer": "shops/abc123", "data": {"id": 1}}', "producer: Must look like stores/<store_hash>."),
+        ('{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 1}, "created_at": "yesterday"}', "created_at: Not a valid integer."),
+        ('{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 1}, "store_id": true}', "store_id: Not a string or a number."),
+        ('{"scope": "store/cart/converted", "producer": "stores/abc123", "data": {"id": "cart-1"}}', "data.orderId: Missing data for required field."),
+        ('{"scope": 7, "producer": "stores/abc123", "data": {"id": 1}}', "scope: Not a valid string."),
+    ],
+    ids=lambda value: value if isinstance(value, str) and len(value) < 30 else None,
+)
+def test_malformed_or_wrongly_shaped_bodies_get_400_naming_the_problem(client, db, body, message):
+    response = post_webhook(client, body)
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+    assert event_rows(db) == []
+
+
+def test_other_methods_get_405(client):
+    response = client.get("/webhooks/bigcommerce")
+    assert response.status_code == 405
+    assert "error" in response.get_json()
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=20,
+)
+ENVELOPE_LIKE = st.fixed_dictionaries(
+    {},
+    optional={
+        "scope": st.sampled_from(["store/order/created", "store/order/statusUpdated", "store/cart/converted", "store/order/refund/created"]) | st.text(max_size=30) | JSON_VALUES,
+        "producer": st.sampled_from(["stores/abc123", "stores/", "stores/zzz"]) | JSON_VALUES,
+        "store_id": JSON_VALUES,
+        "hash": JSON_VALUES,
+        "created_at": st.integers() | JSON_VALUES,
+        "data": st.fixed_dictionaries({}, optional={"id": st.integers() | JSON_VALUES, "orderId": st.integers() | JSON_VALUES, "status": JSON_VALUES}) | JSON_VALUES,
+    },
+)
+
+
+@hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=ENVELOPE_LIKE | JSON_VALUES)
+def test_nothing_a_sender_puts_in_a_body_yields_a_500(client, body):
+    assert post_webhook(client, body).status_code in (200, 400)
+
+
+@hypothesis_settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=300), content_type=st.sampled_from(["application/json", "text/plain", "application/json; charset=latin-1"]))
+def test_nothing_a_sender_puts_in_raw_bytes_yields_a_500(client, raw, content_type):
+    assert post_webhook(client, raw, content_type=content_type).status_code in (200, 400, 415)
