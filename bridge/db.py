@@ -20,8 +20,12 @@ BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer's lock
 migrations = Migrations("bridge")
 
 
-def connect(path: str | Path) -> Database:
-    """Open (creating if needed) the database file and migrate it to the current schema."""
+def connect(path: str | Path, *, migrate: bool = True) -> Database:
+    """Open (creating if needed) the database file, migrated to the current schema.
+
+    :param migrate: False for the web's per-request connections: the app factory has
+        migrated once already, and the check takes the write lock.
+    """
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,8 +33,9 @@ def connect(path: str | Path) -> Database:
     db = Database(conn)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
-    with immediate(db):
-        migrations.apply(db)
+    if migrate:
+        with immediate(db):
+            migrations.apply(db)
     return db
 
 

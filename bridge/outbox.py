@@ -19,17 +19,19 @@ def delivery_key(kind: str, store_hash: str, order_id: int) -> str:
 
 def enqueue(db: Database, *, kind: str, store_hash: str, order_id: int, payload: str, now: float, dry_run: bool = False) -> bool:
     """Queue a delivery unless one with the same key exists; True when queued now."""
-    inserted = rows(
-        db.execute(
-            """
-            INSERT INTO deliveries (key, kind, store_hash, order_id, payload, state, due_at, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-            ON CONFLICT (key) DO NOTHING
-            RETURNING id
-            """,
-            [delivery_key(kind, store_hash, order_id), kind, store_hash, order_id, payload, DRY_RUN if dry_run else PENDING, now, now, now],
+    # atomic(): a statement with RETURNING is not auto-committed by sqlite-utils.
+    with db.atomic():
+        inserted = rows(
+            db.execute(
+                """
+                INSERT INTO deliveries (key, kind, store_hash, order_id, payload, state, due_at, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (key) DO NOTHING
+                RETURNING id
+                """,
+                [delivery_key(kind, store_hash, order_id), kind, store_hash, order_id, payload, DRY_RUN if dry_run else PENDING, now, now, now],
+            )
         )
-    )
     return bool(inserted)
 
 

@@ -35,6 +35,8 @@ class LeasedTable:
 
     def claim(self, db: Database, *, owner: str, now: float) -> dict | None:
         """Claim the next due item, or one whose lease ran out. Call inside ``db.immediate``."""
+        if not db.conn.in_transaction:
+            raise RuntimeError("claim() must run inside an immediate transaction")
         found = rows(
             db.execute(
                 f"""

@@ -24,7 +24,7 @@ JSON_PREFIXES = ("/webhooks/", "/api/", "/healthz")
 def get_db() -> Database:
     """This request's database connection, opened on first use."""
     if "db" not in g:
-        g.db = database.connect(current_app.config["BRIDGE_SETTINGS"].database.path)
+        g.db = database.connect(current_app.config["BRIDGE_SETTINGS"].database.path, migrate=False)
     return g.db
 
 

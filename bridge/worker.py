@@ -98,7 +98,7 @@ class Worker:
         return rounds
 
     def _heartbeat(self, stop: threading.Event) -> None:
-        db = database.connect(self.settings.database.path)
+        db = database.connect(self.settings.database.path, migrate=False)
         try:
             while not stop.wait(HEARTBEAT_SECONDS):
                 try:

@@ -1,0 +1,160 @@
+"""Delivering to Refersion: every outcome class, the schedule, pause and resume."""
+
+import socket
+
+import pytest
+from sqlite_utils import Database
+
+from bridge import ledger, outbox
+from bridge.db import connect
+from bridge.stores import credentials_fingerprint
+
+PAYLOAD = '{"cart_id":"c-1","order_id":"%s","currency_code":"USD","items":[{"sku":"A","quantity":1,"price":10.00}],"shipping":0.00,"tax":0.00,"discount":0.00}'
+
+
+@pytest.fixture
+def db(settings):
+    database = connect(settings.database.path)
+    yield database
+    database.close()
+
+
+def queue(db, clock, order_id=501, store_hash="abc123"):
+    outbox.enqueue(db, kind=outbox.PAID, store_hash=store_hash, order_id=order_id, payload=PAYLOAD % order_id, now=clock.now)
+
+
+def delivery(db, order_id=501):
+    return next(db.query("SELECT * FROM deliveries WHERE order_id = ?", [order_id]))
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# Each case: how Refersion answers -> (state, failed attempts, seconds until the next try, paused?)
+OUTCOMES = {
+    "200": (dict(status=200, body='{"status":"success"}'), ("done", 0, None, False)),
+    "201": (dict(status=201, body="{}"), ("done", 0, None, False)),
+    "400": (dict(status=400, body='{"error":"Missing required field items"}'), ("dead", 1, None, False)),
+    "401": (dict(status=401, body='{"error":"Invalid API credentials (error 2)."}'), ("pending", 0, 0, True)),
+    "403": (dict(status=403, body='{"error":"Forbidden"}'), ("pending", 0, 0, True)),
+    "408": (dict(status=408, body=""), ("pending", 1, 5, False)),
+    "429 with Retry-After": (dict(status=429, headers={"Retry-After": "120"}, body=""), ("pending", 1, 120, False)),
+    "429 without Retry-After": (dict(status=429, body=""), ("pending", 1, 60, False)),
+    "500": (dict(status=500, body="oops"), ("pending", 1, 5, False)),
+    "503 with Retry-After": (dict(status=503, headers={"Retry-After": "30"}, body=""), ("pending", 1, 30, False)),
+    "timeout": (dict(status=200, delay=1.0), ("pending", 1, 60, False)),
+}
+
+
+@pytest.mark.parametrize("case", list(OUTCOMES))
+def test_delivery_outcome_table(case, make_settings, make_worker, refersion, db, clock):
+    answer, (state, attempts, wait, paused) = OUTCOMES[case]
+    worker = make_worker(make_settings(refersion_timeout="0.3"))
+    refersion.answer_next(**answer)
+    queue(db, clock)
+    assert worker.deliver_next() is True
+
+    row = delivery(db)
+    assert (row["state"], row["attempts"]) == (state, attempts)
+    if wait is not None:
+        assert row["due_at"] == pytest.approx(clock.now + wait)
+    assert bool(list(db.query("SELECT * FROM pauses WHERE service = 'refersion'"))) is paused
+    if state != "done":
+        assert row["last_error"]
+    if case not in ("timeout",):
+        assert row["last_status"] == answer["status"]
+    if case == "400":
+        assert row["response"] == '{"error":"Missing required field items"}'  # kept for the status page
+
+
+def test_connection_refused_is_retried(make_settings, make_worker, db, clock):
+    worker = make_worker(make_settings(refersion_orders_url=f"http://127.0.0.1:{closed_port()}/tracker/orders/paid"))
+    queue(db, clock)
+    worker.deliver_next()
+    row = delivery(db)
+    assert (row["state"], row["attempts"], row["last_status"]) == ("pending", 1, None)
+    assert row["due_at"] == pytest.approx(clock.now + 5)
+    assert "could not reach Refersion" in row["last_error"]
+
+
+def test_a_retry_waits_for_its_time_then_succeeds(worker, refersion, db, clock):
+    refersion.answer_next(500)
+    queue(db, clock)
+    worker.deliver_next()
+    assert worker.deliver_next() is False  # not due yet
+    clock.advance(4.9)
+    assert worker.deliver_next() is False
+    clock.advance(0.2)
+    assert worker.deliver_next() is True
+    assert delivery(db)["state"] == "done"
+    assert refersion.attempts == ["501", "501"]
+
+
+def test_a_delivery_is_dead_when_the_schedule_runs_out(make_settings, make_worker, refersion, db, clock):
+    worker = make_worker(make_settings(worker_retry_schedule="[5, 10]"))
+    refersion.answer_next(502, times=5)
+    queue(db, clock)
+    for _ in range(3):
+        clock.advance(11)
+        worker.deliver_next()
+    row = delivery(db)
+    assert (row["state"], row["attempts"]) == ("dead", 3)
+    assert len(refersion.attempts) == 3
+    clock.advance(10**6)
+    assert worker.deliver_next() is False
+
+
+def test_jitter_spreads_retries(make_settings, make_worker, refersion, db, clock):
+    worker = make_worker(rng=lambda: 0.0)
+    refersion.answer_next(500)
+    queue(db, clock)
+    worker.deliver_next()
+    assert delivery(db)["due_at"] == pytest.approx(clock.now + 4.0)  # 5 s - 20 %
+
+
+def test_refused_keys_pause_the_store_without_burning_attempts_until_the_keys_change(make_settings, make_worker, refersion, db, clock):
+    refersion.secret_key = "sec_rotated_in_refersion"
+    worker = make_worker()
+    queue(db, clock, 501)
+    queue(db, clock, 502)
+    worker.deliver_next()
+    clock.advance(7 * 86400)
+    assert worker.deliver_next() is False  # the whole store waits, for as long as it takes
+    worker.resume_changed_credentials()
+    assert worker.deliver_next() is False  # same keys: still paused
+    assert [delivery(db, n)["attempts"] for n in (501, 502)] == [0, 0]
+    assert refersion.attempts == ["501"]
+
+    fixed = make_worker(make_settings(refersion_secret_key="sec_rotated_in_refersion"))
+    fixed.resume_changed_credentials()
+    assert fixed.run_until_idle() == 2
+    assert sorted(refersion.order_ids) == ["501", "502"]
+    assert list(db.query("SELECT * FROM pauses")) == []
+
+
+def test_a_pause_for_one_store_does_not_hold_back_another(settings, make_worker, refersion, db, clock):
+    worker = make_worker()
+    ledger.pause(db, store_hash="otherstore", service="refersion", fingerprint=credentials_fingerprint(settings, "otherstore", "refersion"), reason="refused", now=0)
+    queue(db, clock, 601, store_hash="otherstore")
+    queue(db, clock, 602)
+    worker.run_until_idle()
+    assert refersion.order_ids == ["602"]
+    assert delivery(db, 601)["state"] == "pending"
+
+
+def test_the_secret_key_never_reaches_the_stored_response(worker, refersion, db, clock):
+    refersion.answer_next(400, body='{"error": "bad key sec_test_9f8e7d6c5b4a"}')
+    queue(db, clock)
+    worker.deliver_next()
+    row = delivery(db)
+    assert "sec_test_9f8e7d6c5b4a" not in row["response"]
+    assert "[redacted]" in row["response"]
+
+
+def test_enqueueing_twice_is_a_no_op(db, clock):
+    assert outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=7, payload="{}", now=clock.now) is True
+    assert outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=7, payload='{"other": 1}', now=clock.now) is False
+    assert [row["payload"] for row in db.query("SELECT payload FROM deliveries")] == ["{}"]

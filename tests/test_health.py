@@ -1,0 +1,42 @@
+"""GET /healthz and the error pages."""
+
+import pytest
+
+from bridge import outbox
+from bridge.db import connect
+from tests.conftest import post_webhook, status_updated
+
+
+def test_health_reports_database_and_queues(client, settings):
+    post_webhook(client, status_updated(250, 11))
+    db = connect(settings.database.path)
+    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=9, payload="{}", now=1.0)
+    db.close()
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "ok" and body["database"] == "ok"
+    assert body["queue_depth"] == {"events": 1, "deliveries": 1}
+    assert body["oldest_pending_delivery_age_seconds"] > 1_000_000  # created at t=1
+    assert body["paused"] == []
+
+
+def test_health_on_an_empty_database(client):
+    body = client.get("/healthz").get_json()
+    assert body["queue_depth"] == {"events": 0, "deliveries": 0}
+    assert body["oldest_pending_delivery_age_seconds"] is None
+
+
+def test_health_is_503_when_the_database_cannot_be_read(client, settings):
+    with open(settings.database.path, "wb") as handle:
+        handle.write(b"this is not a database" * 100)
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.get_json() == {"status": "error", "database": "unreachable"}
+
+
+@pytest.mark.parametrize(("accept", "kind"), [("text/html", "text/html"), ("application/json", "application/json")])
+def test_unknown_pages_get_a_404_in_the_asked_for_format(client, accept, kind):
+    response = client.get("/no-such-page", headers={"Accept": accept})
+    assert response.status_code == 404
+    assert response.mimetype == kind
