@@ -36,6 +36,9 @@ class WebServer(BaseApplication):
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "bridge-web",
+            # gunicorn's runtime control socket is one fixed path per user: two bridges
+            # on one host would fight over it, and nothing here uses it.
+            "control_socket_disable": True,
         }
         super().__init__()
 

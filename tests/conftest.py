@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
 import time
 
 import pytest
@@ -173,3 +174,21 @@ def post_webhook(client, body, *, token: str | None = WEBHOOK_SECRET, content_ty
         sent["X-Bridge-Token"] = token
     data = body if isinstance(body, (bytes, str)) else json.dumps(body)
     return client.post("/webhooks/bigcommerce", data=data, headers=sent, content_type=content_type)
+
+
+@pytest.fixture
+def spawn(tmp_path, environ):
+    """Start ``python -m bridge ARGS`` on the test environment; leftovers are killed at teardown."""
+    from tests.processes import BridgeProcess
+
+    started = []
+
+    def start(args: list[str], extra_environ: dict[str, str] | None = None, name: str | None = None):
+        process = BridgeProcess(args, {**environ, **(extra_environ or {})}, tmp_path / f"{name or args[0]}-{len(started)}.log")
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.process.poll() is None or not process._log.closed:
+            process.stop(signal.SIGKILL, timeout=10)

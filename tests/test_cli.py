@@ -1,0 +1,97 @@
+"""The ``bridge`` command: help, configuration errors, clean stops."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from bridge.cli import cli
+from tests.processes import wait_for
+from tests.test_end_to_end import free_port
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+def test_every_command_has_help(command):
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0
+    assert cli.commands[command].help
+    assert cli.commands[command].help in " ".join(result.output.split())
+
+
+def test_the_commands_of_this_version():
+    assert sorted(cli.commands) == ["serve", "web", "worker"]
+
+
+def run_bridge(args, env):
+    clean = {key: value for key, value in os.environ.items() if not key.startswith("BRIDGE_")}
+    return subprocess.run([sys.executable, "-m", "bridge", *args], env={**clean, **env}, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("command", ["serve", "web", "worker"])
+def test_a_missing_key_stops_start_up_with_one_line_per_problem_and_no_traceback(command, tmp_path):
+    result = run_bridge([command], {"BRIDGE_DATABASE_PATH": str(tmp_path / "db.sqlite3"), "BRIDGE_REFERSION_PUBLIC_KEY": "pub_x", "BRIDGE_REFERSION_SECRET_KEY": "sec_x"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["config error: webhooks.secret is required (set it in the config file or BRIDGE_WEBHOOKS_SECRET)"]
+    assert "Traceback" not in result.stderr
+
+
+def test_an_invalid_value_is_named(tmp_path):
+    config = tmp_path / "bridge.toml"
+    config.write_text('[webhooks]\nsecret = "0123456789abcdef-secret"\n[refersion]\npublic_key = "p"\nsecret_key = "s"\n[server]\nport = "http"\n')
+    result = run_bridge(["--config", str(config), "worker"], {})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "config error: server.port: Not a valid integer."
+
+
+def test_secrets_in_an_invalid_config_are_not_echoed(tmp_path):
+    result = run_bridge(["worker"], {"BRIDGE_WEBHOOKS_SECRET": "tiny", "BRIDGE_REFERSION_PUBLIC_KEY": "p", "BRIDGE_REFERSION_SECRET_KEY": "sec_do_not_print"})
+    assert result.returncode == 2
+    assert "tiny" not in result.stderr and "sec_do_not_print" not in result.stderr
+
+
+def test_an_unusable_database_path_is_one_clear_line(tmp_path, environ):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run_bridge(["worker"], {**environ, "BRIDGE_DATABASE_PATH": str(blocker / "db.sqlite3")})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith(f"database error: cannot open {blocker / 'db.sqlite3'}")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def start_serve(spawn):
+    def start():
+        port = free_port()
+        process = spawn(["serve", "--port", str(port)])
+        wait_for(lambda: _healthy(port, process), timeout=30, interval=0.1)
+        return process
+
+    return start
+
+
+def _healthy(port, process):
+    assert process.process.poll() is None, process.output
+    try:
+        return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).ok
+    except requests.ConnectionError:
+        return False
+
+
+def test_serve_stops_cleanly_on_sigint(start_serve):
+    process = start_serve()
+    assert process.stop(signal.SIGINT) == 0, process.output
+    assert "Worker" in process.output and "stopped" in process.output
+
+
+def test_serve_stops_everything_and_fails_when_one_half_dies(start_serve):
+    process = start_serve()
+    worker_pid = int(re.search(r"worker pid (\d+)", process.output).group(1))
+    os.kill(worker_pid, signal.SIGKILL)
+    assert process.wait(timeout=40) == 1
+    assert "The worker process exited" in process.output
+    assert "Shutting down: Master" in process.output  # gunicorn was stopped too

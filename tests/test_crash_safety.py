@@ -1,0 +1,136 @@
+"""A worker killed at any instant loses nothing; two workers never send one delivery twice."""
+
+import threading
+import time
+
+import pytest
+from sqlite_utils import Database
+
+from bridge import inbox, outbox
+from bridge.db import connect, immediate
+from bridge.queue import LEASE_SECONDS
+from tests.conftest import post_webhook, status_updated
+from tests.fakes import Scripted, load_fixture
+from tests.processes import wait_for
+
+PAYLOAD = '{"cart_id":"c","order_id":"%s","currency_code":"USD","items":[],"shipping":0.00,"tax":0.00,"discount":0.00}'
+
+
+@pytest.fixture
+def db(settings):
+    database = connect(settings.database.path)
+    yield database
+    database.close()
+
+
+def test_leases_are_short_enough_to_recover_within_30_seconds():
+    assert LEASE_SECONDS <= 30
+
+
+def test_a_delivery_claimed_by_a_dead_worker_is_taken_up_when_its_lease_runs_out(worker, refersion, db, clock):
+    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=71, payload=PAYLOAD % 71, now=clock.now)
+    with immediate(db):
+        assert outbox.deliveries.claim(db, owner="crashed-worker", now=clock.now)["order_id"] == 71
+    clock.advance(LEASE_SECONDS - 1)
+    assert worker.deliver_next() is False  # the lease still holds
+    clock.advance(1.1)
+    assert worker.deliver_next() is True
+    assert refersion.order_ids == ["71"]
+    assert next(db.query("SELECT state FROM deliveries"))["state"] == "done"
+
+
+def test_an_event_claimed_by_a_dead_worker_is_taken_up_when_its_lease_runs_out(client, worker, bigcommerce, refersion, db, clock):
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    post_webhook(client, status_updated(order_id, 11))
+    assert len(inbox.claim_order_events(db, owner="crashed-worker", now=clock.now)) == 1
+    assert worker.run_until_idle() == 0
+    clock.advance(LEASE_SECONDS + 0.1)
+    worker.run_until_idle()
+    assert refersion.order_ids == [str(order_id)]
+
+
+def test_a_worker_that_lost_its_lease_cannot_overwrite_the_next_owner(db, clock):
+    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=72, payload=PAYLOAD % 72, now=clock.now)
+    with immediate(db):
+        row = outbox.deliveries.claim(db, owner="slow-worker", now=clock.now)
+    with immediate(db):
+        assert outbox.deliveries.claim(db, owner="next-worker", now=clock.now + LEASE_SECONDS + 1)["id"] == row["id"]
+    assert outbox.deliveries.settle(db, [row["id"]], owner="next-worker", state="done") == 1
+    assert outbox.deliveries.settle(db, [row["id"]], owner="slow-worker", state="dead") == 0
+    assert next(db.query("SELECT state FROM deliveries"))["state"] == "done"
+
+
+def test_a_heartbeat_keeps_a_long_call_from_being_taken_over(db, clock):
+    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=73, payload=PAYLOAD % 73, now=clock.now)
+    with immediate(db):
+        outbox.deliveries.claim(db, owner="busy-worker", now=clock.now)
+    for _ in range(10):  # a call far longer than one lease, renewed every few seconds
+        clock.advance(LEASE_SECONDS / 2)
+        assert outbox.deliveries.renew(db, owner="busy-worker", now=clock.now) == 1
+        with immediate(db):
+            assert outbox.deliveries.claim(db, owner="other-worker", now=clock.now) is None
+
+
+FAST_POLL = {"BRIDGE_WORKER_POLL_INTERVAL": "0.05"}
+
+
+def test_killed_workers_lose_nothing_and_work_resumes_within_30_seconds_of_a_restart(spawn, client, bigcommerce, refersion, db):
+    """SIGKILL a worker in the middle of a BigCommerce call, then its successor in the
+    middle of a Refersion call: the order is still reported, once."""
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    release_bigcommerce, release_refersion = threading.Event(), threading.Event()
+
+    def hang(release):
+        def respond(request):
+            release.wait(60)
+            from werkzeug import Response
+
+            return Response('{"status": 503}', 503, content_type="application/json")
+
+        return respond
+
+    bigcommerce.script.append(Scripted(lambda r: True, hang(release_bigcommerce)))
+    refersion.script.append(Scripted(lambda r: True, hang(release_refersion)))
+    post_webhook(client, status_updated(order_id, 11))
+
+    first = spawn(["worker"], FAST_POLL)
+    wait_for(lambda: bigcommerce.calls() == 1, timeout=20)
+    first.kill()  # mid-call, holding the event's lease
+    release_bigcommerce.set()
+
+    second = spawn(["worker"], FAST_POLL)
+    took = wait_for(lambda: len(refersion.attempts) == 1, timeout=40)
+    assert took < 30, f"the event was taken up {took:.1f} s after the restart"
+    second.kill()  # mid-call, holding the delivery's lease
+    release_refersion.set()
+
+    third = spawn(["worker"], FAST_POLL)
+    try:
+        took = wait_for(lambda: refersion.order_ids == [str(order_id)], timeout=40)
+        assert took < 30, f"the delivery was taken up {took:.1f} s after the restart"
+        wait_for(lambda: next(db.query("SELECT state FROM deliveries"))["state"] == "done", timeout=10)
+    finally:
+        assert third.stop() == 0, third.output
+    assert next(db.query("SELECT state FROM events"))["state"] == "done"
+    assert len(refersion.received) == 1
+
+
+def test_two_workers_on_one_database_never_send_the_same_delivery_twice(spawn, client, bigcommerce, refersion, db):
+    orders = [bigcommerce.add(load_fixture("manual_discount"), id=1000 + n) for n in range(30)]
+    for order_id in orders:
+        post_webhook(client, status_updated(order_id, 11))
+    for n in range(30):  # and some that go straight to the outbox
+        outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=5000 + n, payload=PAYLOAD % (5000 + n), now=time.time())
+
+    workers = [spawn(["worker"], FAST_POLL) for _ in range(2)]
+    try:
+        wait_for(lambda: len(refersion.received) >= 60, timeout=60)
+        time.sleep(0.5)  # anything sent twice would arrive now
+    finally:
+        codes = [worker.stop() for worker in workers]
+    assert codes == [0, 0], [worker.output for worker in workers]
+    assert sorted(refersion.attempts) == sorted({*refersion.attempts})
+    assert sorted(map(int, refersion.order_ids)) == sorted(orders + [5000 + n for n in range(30)])
+    both_worked = [worker.output.count("Reported order") for worker in workers]
+    assert all(count > 0 for count in both_worked), both_worked
+    assert {row["state"] for row in db.query("SELECT state FROM deliveries")} == {"done"}
