@@ -214,7 +214,9 @@ class BigCommerceClient:
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.store_hash = store_hash
-        self._v2 = _Connection(api_url=api_url, store_hash=store_hash, access_token=access_token, client_id=client_id, timeout=timeout, version="v2")
+        self._v2 = _Connection(
+            api_url=api_url, store_hash=store_hash, access_token=access_token, client_id=client_id, timeout=timeout, version="v2"
+        )
         self._sleep = sleep
         self.calls = 0
 
@@ -241,7 +243,9 @@ class BigCommerceClient:
             except requests.Timeout:
                 raise BigCommerceError(f"BigCommerce did not answer {resource} in time", failure=Failure.TIMEOUT) from None
             except requests.RequestException as error:
-                raise BigCommerceError(f"Could not reach BigCommerce for {resource}: {type(error).__name__}", failure=Failure.CONNECTION) from None
+                raise BigCommerceError(
+                    f"Could not reach BigCommerce for {resource}: {type(error).__name__}", failure=Failure.CONNECTION
+                ) from None
             if self._v2._last_response is not None and self._v2._last_response.status_code == 204:
                 return None
             return result
@@ -251,7 +255,9 @@ class BigCommerceClient:
         try:
             return schema.load(data, many=many)
         except ValidationError as error:
-            raise BigCommerceError(f"BigCommerce sent {what} we cannot read: {_short(str(error.messages))}", failure=Failure.BAD_RESPONSE) from None
+            raise BigCommerceError(
+                f"BigCommerce sent {what} we cannot read: {_short(str(error.messages))}", failure=Failure.BAD_RESPONSE
+            ) from None
 
     def _get_list(self, resource: str, what: str, schema: Schema) -> list[dict]:
         items: list[dict] = []

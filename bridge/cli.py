@@ -23,10 +23,7 @@ def _settings(ctx: click.Context) -> Settings:
         ctx.exit(2)
     configure_logging(settings.secrets())
     if not settings.bigcommerce.store_hash:
-        log.warning(
-            "No store is configured (bigcommerce.store_hash and bigcommerce.access_token): "
-            "webhooks will be recorded as ignored"
-        )
+        log.warning("No store is configured (bigcommerce.store_hash and bigcommerce.access_token): webhooks will be recorded as ignored")
     return settings
 
 

@@ -106,7 +106,10 @@ class BigCommerceSettings:
 
 
 class BigCommerceSchema(_Section):
-    store_hash = fields.String(load_default=None, validate=validate.Regexp(r"^[A-Za-z0-9]{1,64}$", error="Not a store hash (letters and digits, as in stores/abc123)."))
+    store_hash = fields.String(
+        load_default=None,
+        validate=validate.Regexp(r"^[A-Za-z0-9]{1,64}$", error="Not a store hash (letters and digits, as in stores/abc123)."),
+    )
     access_token = _secret(load_default=None)
     client_id = _secret(load_default=None)
     client_secret = _secret(load_default=None)
@@ -135,7 +138,9 @@ class WebhooksSettings:
 class WebhooksSchema(_Section):
     secret = fields.String(
         required=True,
-        validate=validate.Length(min=MIN_SECRET_LENGTH, max=4096, error=f"Must be at least {MIN_SECRET_LENGTH} characters (a long random string)."),
+        validate=validate.Length(
+            min=MIN_SECRET_LENGTH, max=4096, error=f"Must be at least {MIN_SECRET_LENGTH} characters (a long random string)."
+        ),
     )
 
     @post_load
@@ -155,7 +160,9 @@ class RefersionSettings:
 class RefersionSchema(_Section):
     public_key = _secret(required=True)
     secret_key = _secret(required=True)
-    orders_url = fields.Url(load_default="https://inbound-webhooks.refersion.com/tracker/orders/paid", schemes={"http", "https"}, require_tld=False)
+    orders_url = fields.Url(
+        load_default="https://inbound-webhooks.refersion.com/tracker/orders/paid", schemes={"http", "https"}, require_tld=False
+    )
     api_url = fields.Url(load_default="https://api.refersion.com/v2", schemes={"http", "https"}, require_tld=False)
     timeout = fields.Float(load_default=20.0, validate=validate.Range(min=0, min_inclusive=False, max=300))
 

@@ -20,16 +20,17 @@ BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer's lock
 migrations = Migrations("bridge")
 
 
-def connect(path: str | Path, *, migrate: bool = True) -> Database:
+def connect(path: str | Path, *, migrate: bool = True, busy_timeout: float = BUSY_TIMEOUT) -> Database:
     """Open (creating if needed) the database file, migrated to the current schema.
 
     :param migrate: False for the web's per-request connections: the app factory has
         migrated once already, and the check takes the write lock.
+    :param busy_timeout: seconds to wait for another writer's lock.
     """
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT, check_same_thread=False)
+    conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False)
     db = Database(conn)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")

@@ -12,7 +12,9 @@ from bridge.queue import rows
 from bridge.rules import Decision
 
 
-def record_decision(db: Database, *, store_hash: str, order_id: int, decision: Decision, order: Mapping | None, cart: CartId | None, now: float) -> None:
+def record_decision(
+    db: Database, *, store_hash: str, order_id: int, decision: Decision, order: Mapping | None, cart: CartId | None, now: float
+) -> None:
     """Keep the latest decision for an order, with its reasons in plain words."""
     reasons = [{"code": reason.code, "text": reason.text} for reason in decision.reasons]
     db.execute(

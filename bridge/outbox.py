@@ -29,7 +29,17 @@ def enqueue(db: Database, *, kind: str, store_hash: str, order_id: int, payload:
                 ON CONFLICT (key) DO NOTHING
                 RETURNING id
                 """,
-                [delivery_key(kind, store_hash, order_id), kind, store_hash, order_id, payload, DRY_RUN if dry_run else PENDING, now, now, now],
+                [
+                    delivery_key(kind, store_hash, order_id),
+                    kind,
+                    store_hash,
+                    order_id,
+                    payload,
+                    DRY_RUN if dry_run else PENDING,
+                    now,
+                    now,
+                    now,
+                ],
             )
         )
     return bool(inserted)

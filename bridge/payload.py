@@ -105,7 +105,9 @@ def _customer(order: Mapping) -> dict:
     return {key: value for key, value in customer.items() if value}
 
 
-def build_paid_order(order: Mapping, lines: Sequence[Mapping], coupons: Sequence[Mapping], *, cart_id: str, excluded_coupons: Iterable[str] = ()) -> dict:
+def build_paid_order(
+    order: Mapping, lines: Sequence[Mapping], coupons: Sequence[Mapping], *, cart_id: str, excluded_coupons: Iterable[str] = ()
+) -> dict:
     """The body of Refersion's paid-order webhook for one order.
 
     :param order: normalised BigCommerce order (Decimal money, see ``bigcommerce.OrderSchema``).

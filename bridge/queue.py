@@ -23,7 +23,7 @@ HEARTBEAT_SECONDS = 5.0  # how often a live worker renews its leases
 
 def rows(cursor: sqlite3.Cursor) -> list[dict]:
     names = [column[0] for column in cursor.description or ()]
-    return [dict(zip(names, values)) for values in cursor.fetchall()]
+    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,15 @@ log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 JSON_PREFIXES = ("/webhooks/", "/api/", "/healthz")
+# Well under gunicorn's 30 s worker timeout: a request stuck behind a lock answers 503
+# (BigCommerce retries) instead of being killed mid-way.
+REQUEST_BUSY_TIMEOUT = 10.0
 
 
 def get_db() -> Database:
     """This request's database connection, opened on first use."""
     if "db" not in g:
-        g.db = database.connect(current_app.config["BRIDGE_SETTINGS"].database.path, migrate=False)
+        g.db = database.connect(current_app.config["BRIDGE_SETTINGS"].database.path, migrate=False, busy_timeout=REQUEST_BUSY_TIMEOUT)
     return g.db
 
 

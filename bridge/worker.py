@@ -158,7 +158,9 @@ class Worker:
         ids = [row["id"] for row in claimed]
         access = store_access(self.settings, store_hash)
         if access is None:
-            self._settle_events(ids, state=inbox.IGNORED, outcome="unknown_store", note=f"The bridge has no credentials for store {store_hash}.")
+            self._settle_events(
+                ids, state=inbox.IGNORED, outcome="unknown_store", note=f"The bridge has no credentials for store {store_hash}."
+            )
             return True
         try:
             self._evaluate(access, order_id, ids)
@@ -200,13 +202,23 @@ class Worker:
             note = f"Dry run: {note} Nothing was sent."
         with immediate(self.db):
             if payload is not None:
-                outbox.enqueue(self.db, kind=outbox.PAID, store_hash=store_hash, order_id=order_id, payload=payload, now=now, dry_run=self.policy.dry_run)
+                outbox.enqueue(
+                    self.db,
+                    kind=outbox.PAID,
+                    store_hash=store_hash,
+                    order_id=order_id,
+                    payload=payload,
+                    now=now,
+                    dry_run=self.policy.dry_run,
+                )
             ledger.record_decision(self.db, store_hash=store_hash, order_id=order_id, decision=decision, order=order, cart=cart, now=now)
             self._settle_events(ids, state=inbox.DONE, outcome=decision.verdict.value, note=note)
         log.info("Order %s of store %s: %s (%s)", order_id, store_hash, decision.verdict.value, ", ".join(decision.codes))
 
     def _settle_events(self, ids: list[int], *, state: str, outcome: str, note: str) -> None:
-        settled = inbox.events.settle(self.db, ids, owner=self.owner, state=state, outcome=outcome, note=note, last_error=None, finished_at=self.clock())
+        settled = inbox.events.settle(
+            self.db, ids, owner=self.owner, state=state, outcome=outcome, note=note, last_error=None, finished_at=self.clock()
+        )
         if settled < len(ids):
             log.warning("Lost the lease on %d of events %s; another worker has them", len(ids) - settled, ids)
 
@@ -235,7 +247,9 @@ class Worker:
     def _refersion_client(self) -> RefersionClient:
         if self._refersion is None:
             ref = self.settings.refersion
-            self._refersion = RefersionClient(orders_url=ref.orders_url, public_key=ref.public_key, secret_key=ref.secret_key, timeout=ref.timeout)
+            self._refersion = RefersionClient(
+                orders_url=ref.orders_url, public_key=ref.public_key, secret_key=ref.secret_key, timeout=ref.timeout
+            )
         return self._refersion
 
     def deliver_next(self) -> bool:

@@ -64,8 +64,12 @@ class FakeBigCommerce:
     def update(self, order_id: int, **changes) -> None:
         self.orders[order_id].update(changes)
 
-    def fail_next(self, status: int, *, times: int = 1, headers: dict | None = None, body: str = '{"status": 500, "title": "Internal error"}') -> None:
-        self.script.append(Scripted(lambda r: True, lambda r: Response(body, status=status, headers=headers, content_type="application/json"), times))
+    def fail_next(
+        self, status: int, *, times: int = 1, headers: dict | None = None, body: str = '{"status": 500, "title": "Internal error"}'
+    ) -> None:
+        self.script.append(
+            Scripted(lambda r: True, lambda r: Response(body, status=status, headers=headers, content_type="application/json"), times)
+        )
 
     def calls(self, order_id: int | None = None) -> int:
         if order_id is None:
@@ -116,7 +120,9 @@ class FakeRefersion:
         self.script: list[Scripted] = []
         self._lock = threading.Lock()
 
-    def answer_next(self, status: int, *, times: int = 1, headers: dict | None = None, body: str = '{"error": "scripted"}', delay: float = 0.0) -> None:
+    def answer_next(
+        self, status: int, *, times: int = 1, headers: dict | None = None, body: str = '{"error": "scripted"}', delay: float = 0.0
+    ) -> None:
         def respond(request):
             if delay:
                 time.sleep(delay)

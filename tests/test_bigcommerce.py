@@ -21,7 +21,13 @@ def waits():
 @pytest.fixture
 def make_client(bc_server, waits):
     def make(**kwargs):
-        options = {"api_url": bc_server.url_for("").rstrip("/"), "store_hash": STORE_HASH, "access_token": BC_TOKEN, "timeout": 2.0, "sleep": waits.append}
+        options = {
+            "api_url": bc_server.url_for("").rstrip("/"),
+            "store_hash": STORE_HASH,
+            "access_token": BC_TOKEN,
+            "timeout": 2.0,
+            "sleep": waits.append,
+        }
         return BigCommerceClient(**{**options, **kwargs})
 
     return make
@@ -55,7 +61,10 @@ def test_an_unknown_order_is_none(client, bigcommerce):
 def test_lines_and_coupons(client, bigcommerce):
     order_id = bigcommerce.add(load_fixture("coupons_one_excluded"))
     lines = client.fetch_order_products(order_id)
-    assert [(line["sku"], line["quantity"], line["price_ex_tax"]) for line in lines] == [("OTL-01", 1, Decimal("109.0000")), ("MOSS-KIT", 2, Decimal("12.5000"))]
+    assert [(line["sku"], line["quantity"], line["price_ex_tax"]) for line in lines] == [
+        ("OTL-01", 1, Decimal("109.0000")),
+        ("MOSS-KIT", 2, Decimal("12.5000")),
+    ]
     assert [coupon["code"] for coupon in client.fetch_order_coupons(order_id)] == ["AFFILIATE10", "HOLIDAY5"]
 
 
@@ -77,7 +86,9 @@ def test_long_orders_are_read_page_by_page(client, bigcommerce):
 
 def test_a_429_waits_for_the_reset_header_then_retries(client, bigcommerce, waits):
     order_id = bigcommerce.add(load_fixture("manual_discount"))
-    bigcommerce.fail_next(429, headers={"X-Rate-Limit-Time-Reset-Ms": "1500", "X-Rate-Limit-Requests-Left": "0"}, body='{"title": "Too many requests"}')
+    bigcommerce.fail_next(
+        429, headers={"X-Rate-Limit-Time-Reset-Ms": "1500", "X-Rate-Limit-Requests-Left": "0"}, body='{"title": "Too many requests"}'
+    )
     assert client.fetch_order(order_id)["id"] == order_id
     assert waits == [1.5]
     assert client.calls == 2

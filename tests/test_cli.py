@@ -34,22 +34,36 @@ def run_bridge(args, env):
 
 @pytest.mark.parametrize("command", ["serve", "web", "worker"])
 def test_a_missing_key_stops_start_up_with_one_line_per_problem_and_no_traceback(command, tmp_path):
-    result = run_bridge([command], {"BRIDGE_DATABASE_PATH": str(tmp_path / "db.sqlite3"), "BRIDGE_REFERSION_PUBLIC_KEY": "pub_x", "BRIDGE_REFERSION_SECRET_KEY": "sec_x"})
+    result = run_bridge(
+        [command],
+        {
+            "BRIDGE_DATABASE_PATH": str(tmp_path / "db.sqlite3"),
+            "BRIDGE_REFERSION_PUBLIC_KEY": "pub_x",
+            "BRIDGE_REFERSION_SECRET_KEY": "sec_x",
+        },
+    )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["config error: webhooks.secret is required (set it in the config file or BRIDGE_WEBHOOKS_SECRET)"]
+    assert result.stderr.strip().splitlines() == [
+        "config error: webhooks.secret is required (set it in the config file or BRIDGE_WEBHOOKS_SECRET)"
+    ]
     assert "Traceback" not in result.stderr
 
 
 def test_an_invalid_value_is_named(tmp_path):
     config = tmp_path / "bridge.toml"
-    config.write_text('[webhooks]\nsecret = "0123456789abcdef-secret"\n[refersion]\npublic_key = "p"\nsecret_key = "s"\n[server]\nport = "http"\n')
+    config.write_text(
+        '[webhooks]\nsecret = "0123456789abcdef-secret"\n[refersion]\npublic_key = "p"\nsecret_key = "s"\n[server]\nport = "http"\n'
+    )
     result = run_bridge(["--config", str(config), "worker"], {})
     assert result.returncode == 2
     assert result.stderr.strip() == "config error: server.port: Not a valid integer."
 
 
 def test_secrets_in_an_invalid_config_are_not_echoed(tmp_path):
-    result = run_bridge(["worker"], {"BRIDGE_WEBHOOKS_SECRET": "tiny", "BRIDGE_REFERSION_PUBLIC_KEY": "p", "BRIDGE_REFERSION_SECRET_KEY": "sec_do_not_print"})
+    result = run_bridge(
+        ["worker"],
+        {"BRIDGE_WEBHOOKS_SECRET": "tiny", "BRIDGE_REFERSION_PUBLIC_KEY": "p", "BRIDGE_REFERSION_SECRET_KEY": "sec_do_not_print"},
+    )
     assert result.returncode == 2
     assert "tiny" not in result.stderr and "sec_do_not_print" not in result.stderr
 
@@ -84,8 +98,10 @@ def _healthy(port, process):
 
 def test_serve_stops_cleanly_on_sigint(start_serve):
     process = start_serve()
+    wait_for(lambda: re.search(r"Worker \S+ started", process.output), timeout=30)
     assert process.stop(signal.SIGINT) == 0, process.output
-    assert "Worker" in process.output and "stopped" in process.output
+    assert re.search(r"Worker \S+ stopped", process.output), process.output
+    assert "Shutting down: Master" in process.output
 
 
 def test_serve_stops_everything_and_fails_when_one_half_dies(start_serve):

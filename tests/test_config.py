@@ -158,7 +158,9 @@ def test_a_missing_file_is_reported(tmp_path):
 
 
 def test_secrets_stay_out_of_the_settings_repr():
-    settings = load_settings(None, environ={**REQUIRED, "BRIDGE_BIGCOMMERCE_STORE_HASH": "abc123", "BRIDGE_BIGCOMMERCE_ACCESS_TOKEN": "tok-secret-1"})
+    settings = load_settings(
+        None, environ={**REQUIRED, "BRIDGE_BIGCOMMERCE_STORE_HASH": "abc123", "BRIDGE_BIGCOMMERCE_ACCESS_TOKEN": "tok-secret-1"}
+    )
     text = repr(settings)
     for secret in ("a-long-random-webhook-secret", "sec_live_2", "tok-secret-1"):
         assert secret not in text

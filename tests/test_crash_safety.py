@@ -4,7 +4,6 @@ import threading
 import time
 
 import pytest
-from sqlite_utils import Database
 
 from bridge import inbox, outbox
 from bridge.db import connect, immediate

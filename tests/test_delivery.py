@@ -3,13 +3,15 @@
 import socket
 
 import pytest
-from sqlite_utils import Database
 
 from bridge import ledger, outbox
 from bridge.db import connect
 from bridge.stores import credentials_fingerprint
 
-PAYLOAD = '{"cart_id":"c-1","order_id":"%s","currency_code":"USD","items":[{"sku":"A","quantity":1,"price":10.00}],"shipping":0.00,"tax":0.00,"discount":0.00}'
+PAYLOAD = (
+    '{"cart_id":"c-1","order_id":"%s","currency_code":"USD",'
+    '"items":[{"sku":"A","quantity":1,"price":10.00}],"shipping":0.00,"tax":0.00,"discount":0.00}'
+)
 
 
 @pytest.fixture
@@ -137,7 +139,14 @@ def test_refused_keys_pause_the_store_without_burning_attempts_until_the_keys_ch
 
 def test_a_pause_for_one_store_does_not_hold_back_another(settings, make_worker, refersion, db, clock):
     worker = make_worker()
-    ledger.pause(db, store_hash="otherstore", service="refersion", fingerprint=credentials_fingerprint(settings, "otherstore", "refersion"), reason="refused", now=0)
+    ledger.pause(
+        db,
+        store_hash="otherstore",
+        service="refersion",
+        fingerprint=credentials_fingerprint(settings, "otherstore", "refersion"),
+        reason="refused",
+        now=0,
+    )
     queue(db, clock, 601, store_hash="otherstore")
     queue(db, clock, 602)
     worker.run_until_idle()

@@ -37,7 +37,13 @@ def bridge(spawn):
 
 
 def send(base, body, token=WEBHOOK_SECRET, **kwargs):
-    return requests.post(f"{base}/webhooks/bigcommerce", data=json.dumps(body), headers={"X-Bridge-Token": token, "Content-Type": "application/json"}, timeout=5, **kwargs)
+    return requests.post(
+        f"{base}/webhooks/bigcommerce",
+        data=json.dumps(body),
+        headers={"X-Bridge-Token": token, "Content-Type": "application/json"},
+        timeout=5,
+        **kwargs,
+    )
 
 
 def test_bridge_serve_reports_paid_orders_once_and_stops_cleanly(bridge, bigcommerce, refersion):
@@ -48,7 +54,9 @@ def test_bridge_serve_reports_paid_orders_once_and_stops_cleanly(bridge, bigcomm
     pending = bigcommerce.add(load_fixture("guest_without_name"), status_id=1, payment_status="pending")
     free = bigcommerce.add(load_fixture("odd_cents"), total_inc_tax="0.0000")
 
-    assert send(base, envelope("store/cart/converted", {"type": "cart", "id": "cart-from-checkout-1", "orderId": bundle})).status_code == 200
+    assert (
+        send(base, envelope("store/cart/converted", {"type": "cart", "id": "cart-from-checkout-1", "orderId": bundle})).status_code == 200
+    )
     for order_id in (coupons, bundle, euro, pending, free):
         response = send(base, status_updated(order_id, 11))
         assert (response.status_code, response.content) == (200, b"")

@@ -196,7 +196,9 @@ def test_events_die_when_the_schedule_runs_out(make_settings, make_worker, clien
     assert (event["state"], event["attempts"]) == ("dead", 3)
 
 
-def test_refused_bigcommerce_credentials_pause_the_store_until_they_change(make_settings, make_worker, client, bigcommerce, refersion, db, clock):
+def test_refused_bigcommerce_credentials_pause_the_store_until_they_change(
+    make_settings, make_worker, client, bigcommerce, refersion, db, clock
+):
     order_id = bigcommerce.add(load_fixture("manual_discount"))
     bigcommerce.access_token = "rotated-token-000000"
     worker = make_worker()

@@ -113,7 +113,13 @@ def test_missing_order_is_skipped_with_its_number():
 
 @pytest.mark.parametrize(
     ("delivery_state", "code"),
-    [("done", "already_reported"), ("pending", "already_queued"), ("working", "already_queued"), ("dead", "delivery_failed"), ("dry_run", "already_evaluated_dry_run")],
+    [
+        ("done", "already_reported"),
+        ("pending", "already_queued"),
+        ("working", "already_queued"),
+        ("dead", "delivery_failed"),
+        ("dry_run", "already_evaluated_dry_run"),
+    ],
 )
 def test_already_reported_orders_are_not_reported_again(delivery_state, code):
     decision = decide(order(), DEFAULT, order_id=7, delivery_state=delivery_state)

@@ -6,11 +6,16 @@ import hmac
 import io
 import json
 import time
+from datetime import UTC, datetime
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from freezegun import freeze_time
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlite_utils import Database
 
+from bridge.db import connect, immediate
 from tests.conftest import STORE_HASH, WEBHOOK_SECRET, envelope, post_webhook, status_updated
 
 
@@ -62,9 +67,23 @@ def test_same_hash_under_another_scope_is_another_event(client, db):
 @pytest.mark.parametrize(
     "body",
     [
-        {"scope": "store/order/statusUpdated", "store_id": 1025646, "data": {"type": "order", "id": 250}, "hash": "x" * 40, "created_at": 1561479335, "producer": "stores/abc123"},
+        {
+            "scope": "store/order/statusUpdated",
+            "store_id": 1025646,
+            "data": {"type": "order", "id": 250},
+            "hash": "x" * 40,
+            "created_at": 1561479335,
+            "producer": "stores/abc123",
+        },
         {"scope": "store/order/created", "data": {"type": "order", "id": "250"}, "producer": "stores/abc123"},
-        {"scope": "store/order/statusUpdated", "store_id": "1", "data": {"id": 250, "status": {"new_status_id": 11}}, "hash": "h", "producer": "stores/abc123", "extra": [1, 2]},
+        {
+            "scope": "store/order/statusUpdated",
+            "store_id": "1",
+            "data": {"id": 250, "status": {"new_status_id": 11}},
+            "hash": "h",
+            "producer": "stores/abc123",
+            "extra": [1, 2],
+        },
     ],
     ids=["numeric-store-id", "no-hash-no-created-at", "unknown-keys"],
 )
@@ -108,7 +127,15 @@ def test_events_for_unknown_stores_are_acknowledged_and_ignored(client, db):
 
 @pytest.mark.parametrize(
     "token",
-    [None, "", "wrong", WEBHOOK_SECRET[:-1], WEBHOOK_SECRET + "x", WEBHOOK_SECRET[:-1] + chr(ord(WEBHOOK_SECRET[-1]) + 1), WEBHOOK_SECRET.upper()],
+    [
+        None,
+        "",
+        "wrong",
+        WEBHOOK_SECRET[:-1],
+        WEBHOOK_SECRET + "x",
+        WEBHOOK_SECRET[:-1] + chr(ord(WEBHOOK_SECRET[-1]) + 1),
+        WEBHOOK_SECRET.upper(),
+    ],
     ids=["missing", "empty", "wrong", "truncated", "extended", "last-byte-changed", "case-changed"],
 )
 def test_unauthenticated_requests_get_401_and_store_nothing(client, db, token):
@@ -245,11 +272,26 @@ def test_json_with_a_charset_or_suffix_is_accepted(client):
         ('{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": "abc"}}', "data.id: Not a valid integer."),
         ('{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 0}}', "data.id: Must be greater than or equal to 1"),
         ('{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 1e30}}', "data.id: "),
-        ('{"scope": "store/order/created", "producer": "stores/abc123", "data": {"type": "order"}}', "data.id: Missing data for required field."),
-        ('{"scope": "store/order/created", "producer": "shops/abc123", "data": {"id": 1}}', "producer: Must look like stores/<store_hash>."),
-        ('{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 1}, "created_at": "yesterday"}', "created_at: Not a valid integer."),
-        ('{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 1}, "store_id": true}', "store_id: Not a string or a number."),
-        ('{"scope": "store/cart/converted", "producer": "stores/abc123", "data": {"id": "cart-1"}}', "data.orderId: Missing data for required field."),
+        (
+            '{"scope": "store/order/created", "producer": "stores/abc123", "data": {"type": "order"}}',
+            "data.id: Missing data for required field.",
+        ),
+        (
+            '{"scope": "store/order/created", "producer": "shops/abc123", "data": {"id": 1}}',
+            "producer: Must look like stores/<store_hash>.",
+        ),
+        (
+            '{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 1}, "created_at": "yesterday"}',
+            "created_at: Not a valid integer.",
+        ),
+        (
+            '{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 1}, "store_id": true}',
+            "store_id: Not a string or a number.",
+        ),
+        (
+            '{"scope": "store/cart/converted", "producer": "stores/abc123", "data": {"id": "cart-1"}}',
+            "data.orderId: Missing data for required field.",
+        ),
         ('{"scope": 7, "producer": "stores/abc123", "data": {"id": 1}}', "scope: Not a valid string."),
     ],
     ids=lambda value: value if isinstance(value, str) and len(value) < 30 else None,
@@ -275,12 +317,17 @@ JSON_VALUES = st.recursive(
 ENVELOPE_LIKE = st.fixed_dictionaries(
     {},
     optional={
-        "scope": st.sampled_from(["store/order/created", "store/order/statusUpdated", "store/cart/converted", "store/order/refund/created"]) | st.text(max_size=30) | JSON_VALUES,
+        "scope": st.sampled_from(["store/order/created", "store/order/statusUpdated", "store/cart/converted", "store/order/refund/created"])
+        | st.text(max_size=30)
+        | JSON_VALUES,
         "producer": st.sampled_from(["stores/abc123", "stores/", "stores/zzz"]) | JSON_VALUES,
         "store_id": JSON_VALUES,
         "hash": JSON_VALUES,
         "created_at": st.integers() | JSON_VALUES,
-        "data": st.fixed_dictionaries({}, optional={"id": st.integers() | JSON_VALUES, "orderId": st.integers() | JSON_VALUES, "status": JSON_VALUES}) | JSON_VALUES,
+        "data": st.fixed_dictionaries(
+            {}, optional={"id": st.integers() | JSON_VALUES, "orderId": st.integers() | JSON_VALUES, "status": JSON_VALUES}
+        )
+        | JSON_VALUES,
     },
 )
 
@@ -295,3 +342,26 @@ def test_nothing_a_sender_puts_in_a_body_yields_a_500(client, body):
 @given(raw=st.binary(max_size=300), content_type=st.sampled_from(["application/json", "text/plain", "application/json; charset=latin-1"]))
 def test_nothing_a_sender_puts_in_raw_bytes_yields_a_500(client, raw, content_type):
     assert post_webhook(client, raw, content_type=content_type).status_code in (200, 400, 415)
+
+
+@pytest.mark.parametrize(("age", "status"), [(-300, 200), (0, 200), (300, 200), (301, 401), (-301, 401)])
+def test_the_signature_window_is_five_minutes_either_way(signing_client, age, status):
+    signed_at = 1_790_000_000
+    body = json.dumps(status_updated(250, 11)).encode()
+    with freeze_time(datetime.fromtimestamp(signed_at + age, tz=UTC)):
+        headers = signed_headers(body, timestamp=signed_at)
+        response = signing_client.post("/webhooks/bigcommerce", data=body, headers=headers, content_type="application/json")
+    assert response.status_code == status
+
+
+def test_a_locked_database_answers_503_stores_nothing_and_the_retry_succeeds(client, db, monkeypatch):
+    monkeypatch.setattr("bridge.web.REQUEST_BUSY_TIMEOUT", 0.1)
+    blocker = connect(db.conn.execute("PRAGMA database_list").fetchone()[2])
+    with immediate(blocker):
+        response = post_webhook(client, status_updated(250, 11))
+        assert response.status_code == 503
+        assert "retry later" in response.get_json()["error"]
+    blocker.close()
+    assert event_rows(db) == []
+    assert post_webhook(client, status_updated(250, 11)).status_code == 200
+    assert len(event_rows(db)) == 1
