@@ -126,7 +126,7 @@ class OrderProductSchema(_Lenient):
     """One line of ``GET /v2/orders/{id}/products``."""
 
     id = fields.Integer(required=True)
-    product_id = fields.Integer(load_default=0, allow_none=True)
+    product_id = fields.Integer(load_default=0)
     name = Text()
     sku = Text()
     quantity = fields.Integer(load_default=0)
@@ -135,8 +135,12 @@ class OrderProductSchema(_Lenient):
 
     @pre_load
     def tidy(self, data, **kwargs):
-        if isinstance(data, dict) and data.get("parent_order_product_id") == "":
-            data = {**data, "parent_order_product_id": None}
+        if isinstance(data, dict):
+            data = dict(data)
+            if data.get("parent_order_product_id") == "":
+                data["parent_order_product_id"] = None
+            if data.get("product_id") is None:
+                data["product_id"] = 0  # a custom line in a manual order
         return data
 
 

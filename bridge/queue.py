@@ -71,6 +71,14 @@ class LeasedTable:
         )
         return cursor.rowcount
 
+    def release(self, db: Database, *, owner: str) -> int:
+        """Put every item ``owner`` holds back in the queue, claimable at once."""
+        cursor = db.execute(
+            f"UPDATE {self.table} SET state = ?, lease_owner = NULL, lease_until = NULL WHERE lease_owner = ? AND state = ?",
+            [PENDING, owner, WORKING],
+        )
+        return cursor.rowcount
+
     def settle(self, db: Database, ids: Iterable[int], *, owner: str, **columns) -> int:
         """Write ``columns`` (a new ``state`` among them) to items ``owner`` still holds, and drop the lease.
 

@@ -72,9 +72,11 @@ class Worker:
                 try:
                     worked = self.run_once()
                 except Exception:
-                    # A bug or a database hiccup must not kill the worker: what it held
-                    # goes back to the queue when its lease runs out.
+                    # A bug or a database hiccup must not kill the worker. What it held
+                    # goes back to the queue now: the heartbeat would otherwise keep
+                    # renewing the lease of an item nobody is working on.
                     log.exception("Worker loop error")
+                    self.release_held()
                     worked = False
                 if not worked:
                     stop.wait(self.settings.worker.poll_interval)
@@ -96,6 +98,15 @@ class Worker:
         while rounds < limit and self.run_once():
             rounds += 1
         return rounds
+
+    def release_held(self) -> None:
+        """Hand back everything this worker holds, after an error left it half-done."""
+        try:
+            with immediate(self.db):
+                for table in (inbox.events, outbox.deliveries):
+                    table.release(self.db, owner=self.owner)
+        except Exception:
+            log.exception("Could not hand back claimed work")
 
     def _heartbeat(self, stop: threading.Event) -> None:
         db = database.connect(self.settings.database.path, migrate=False)

@@ -133,3 +133,25 @@ def test_two_workers_on_one_database_never_send_the_same_delivery_twice(spawn, c
     both_worked = [worker.output.count("Reported order") for worker in workers]
     assert all(count > 0 for count in both_worked), both_worked
     assert {row["state"] for row in db.query("SELECT state FROM deliveries")} == {"done"}
+
+
+def test_an_error_after_a_claim_hands_the_work_back_instead_of_holding_it(worker, refersion, db, clock):
+    """A failure while recording Refersion's answer (here a disk-full-like abort) must not
+    leave the delivery held by a live worker whose heartbeat would renew it forever."""
+    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=74, payload=PAYLOAD % 74, now=clock.now)
+    db.execute(
+        "CREATE TRIGGER refuse_done BEFORE UPDATE OF state ON deliveries WHEN NEW.state = 'done' "
+        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+    )
+    stop = threading.Event()
+    running = threading.Thread(target=worker.run, args=(stop,))
+    running.start()
+    try:
+        wait_for(lambda: len(refersion.attempts) >= 1, timeout=10)
+        wait_for(lambda: next(db.query("SELECT state FROM deliveries"))["state"] == "pending", timeout=10)
+        db.execute("DROP TRIGGER refuse_done")
+        wait_for(lambda: next(db.query("SELECT state FROM deliveries"))["state"] == "done", timeout=10)
+    finally:
+        stop.set()
+        running.join(timeout=30)
+    assert refersion.order_ids[-1] == "74"
