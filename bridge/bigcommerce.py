@@ -175,19 +175,9 @@ class _Connection(OAuthConnection):
                     status=res.status_code,
                     failure=Failure.BAD_RESPONSE,
                 ) from None
-        self.rate_limit = _rate_limit_headers(res.headers) or self.rate_limit
-        # The base class's handler: OAuthConnection's own one needs all four rate-limit headers.
+        # The base class's handler: OAuthConnection's own one fails unless all four
+        # rate-limit headers are present; 429s are handled in BigCommerceClient._get.
         return Connection._handle_response(self, url, res, suppress_empty)
-
-
-def _rate_limit_headers(headers) -> dict | None:
-    try:
-        return {
-            "ms_until_reset": int(headers["X-Rate-Limit-Time-Reset-Ms"]),
-            "requests_remaining": int(headers.get("X-Rate-Limit-Requests-Left", -1)),
-        }
-    except (KeyError, ValueError):
-        return None
 
 
 def _reset_seconds(headers) -> float | None:
