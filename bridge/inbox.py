@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from dataclasses import dataclass, field
 
 from sqlite_utils import Database
@@ -18,7 +19,7 @@ CART_CONVERTED = "store/cart/converted"
 DEFERRED_SCOPES = ("store/order/refund/created", "store/app/uninstalled")
 HANDLED_SCOPES = (*ORDER_SCOPES, CART_CONVERTED, *DEFERRED_SCOPES)
 
-DONE, IGNORED, DEFERRED, DEAD = "done", "ignored", "deferred", "dead"
+DONE, IGNORED, DEFERRED = "done", "ignored", "deferred"
 
 events = LeasedTable("events", service="bigcommerce")
 
@@ -34,6 +35,8 @@ class Envelope:
     created_at: int | None = None
     order_id: int | None = None
     cart_id: str | None = None
+    # Stands in for created_at when a sender left it out (see dedupe_key).
+    nonce: str = field(default_factory=lambda: secrets.token_hex(8), repr=False)
 
     @property
     def content_hash(self) -> str:
@@ -45,9 +48,14 @@ class Envelope:
 
     @property
     def dedupe_key(self) -> str:
-        # hash covers only data: two distinct events (two store/order/updated for one
-        # order) share it, so scope and created_at are part of the identity too.
-        created = "" if self.created_at is None else str(self.created_at)
+        """Scope, hash and created_at together identify an event.
+
+        ``hash`` covers only ``data``: two distinct events (two store/order/updated for
+        one order) share it. Without ``created_at`` a re-delivery cannot be told from a
+        new event, so such an event is never taken for a duplicate: evaluating an order
+        twice is harmless (the outbox key stops a second report), losing an event is not.
+        """
+        created = str(self.created_at) if self.created_at is not None else f"none-{self.nonce}"
         return f"{self.store_hash}|{self.scope}|{self.content_hash}|{created}"
 
 

@@ -7,7 +7,7 @@ from sqlite_utils import Database
 from bridge.queue import PENDING, LeasedTable, rows
 
 PAID = "paid"
-DONE, DEAD, DRY_RUN = "done", "dead", "dry_run"
+DONE, DRY_RUN = "done", "dry_run"
 
 deliveries = LeasedTable("deliveries", service="refersion")
 

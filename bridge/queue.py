@@ -17,6 +17,7 @@ from sqlite_utils import Database
 
 PENDING = "pending"
 WORKING = "working"
+DEAD = "dead"  # gave up: the schedule ran out, or retrying cannot help
 LEASE_SECONDS = 15.0  # a dead worker's items are claimed again within this long
 HEARTBEAT_SECONDS = 5.0  # how often a live worker renews its leases
 
@@ -71,13 +72,9 @@ class LeasedTable:
         )
         return cursor.rowcount
 
-    def release(self, db: Database, *, owner: str) -> int:
-        """Put every item ``owner`` holds back in the queue, claimable at once."""
-        cursor = db.execute(
-            f"UPDATE {self.table} SET state = ?, lease_owner = NULL, lease_until = NULL WHERE lease_owner = ? AND state = ?",
-            [PENDING, owner, WORKING],
-        )
-        return cursor.rowcount
+    def held(self, db: Database, *, owner: str) -> list[dict]:
+        """The items ``owner`` holds now."""
+        return rows(db.execute(f"SELECT * FROM {self.table} WHERE lease_owner = ? AND state = ?", [owner, WORKING]))
 
     def settle(self, db: Database, ids: Iterable[int], *, owner: str, **columns) -> int:
         """Write ``columns`` (a new ``state`` among them) to items ``owner`` still holds, and drop the lease.

@@ -67,7 +67,7 @@ class RefersionClient:
             return Reply(None, failure=Failure.TIMEOUT)
         except requests.RequestException as error:
             return Reply(None, body=type(error).__name__, failure=Failure.CONNECTION)
-        text = self._scrub(response.text[:RESPONSE_KEEP])
+        text = self._scrub(response.text)[:RESPONSE_KEEP]
         return Reply(response.status_code, body=text, retry_after=response.headers.get("Retry-After"))
 
     def close(self) -> None:

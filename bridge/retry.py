@@ -7,6 +7,7 @@ deliveries and BigCommerce reads alike, plus the retry schedule. Pure functions.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -59,7 +60,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]{1,10}", value):
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import sqlite3
 import time
 
@@ -109,7 +110,7 @@ def _signature_valid(secret: str | None, body: bytes, now: float) -> bool:
     message_id = request.headers.get("webhook-id", "")
     timestamp = request.headers.get("webhook-timestamp", "")
     signatures = request.headers.get("webhook-signature", "")
-    if not (secret and message_id and timestamp.isdigit() and signatures):
+    if not (secret and message_id and signatures and re.fullmatch(r"[0-9]{1,12}", timestamp)):
         return False
     if abs(now - int(timestamp)) > SIGNATURE_TOLERANCE:
         return False
@@ -164,6 +165,8 @@ def receive() -> Response:
         payload = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return _error(400, "The body is not valid JSON.")
+    if not _encodable(payload):
+        return _error(400, "The body holds a \\u escape that is not a Unicode character (a lone surrogate).")
     try:
         envelope = parse_envelope(payload)
     except ValidationError as error:
@@ -181,6 +184,15 @@ def receive() -> Response:
     else:
         log.info("Stored event %s: %s for store %s, order %s", event_id, envelope.scope, envelope.store_hash, envelope.order_id)
     return Response(status=200)
+
+
+def _encodable(payload) -> bool:
+    """JSON may spell lone surrogates (\\ud800), which no UTF-8 text, SQLite's included, can hold."""
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _describe(messages, prefix: str = "") -> str:

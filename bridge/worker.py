@@ -12,6 +12,7 @@ import os
 import random
 import secrets
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from bridge.bigcommerce import BigCommerceClient, BigCommerceError
 from bridge.config import Settings
 from bridge.db import immediate
 from bridge.payload import build_paid_order, choose_cart_id
-from bridge.queue import HEARTBEAT_SECONDS, PENDING
+from bridge.queue import DEAD, HEARTBEAT_SECONDS, PENDING
 from bridge.refersion import RefersionClient, Reply, dumps
 from bridge.retry import Action, Failure, Outcome, classify, parse_retry_after
 from bridge.stores import StoreAccess, credentials_fingerprint, store_access
@@ -30,6 +31,7 @@ from bridge.stores import StoreAccess, credentials_fingerprint, store_access
 log = logging.getLogger(__name__)
 
 RESUME_CHECK_SECONDS = 10.0
+DB_RETRY_SECONDS = 300.0  # how long an answer already received is held while the database refuses it
 
 
 def _owner_id() -> str:
@@ -59,11 +61,13 @@ class Worker:
         self._bigcommerce: dict[str, tuple[StoreAccess, BigCommerceClient]] = {}
         self._refersion: RefersionClient | None = None
         self._last_resume_check = float("-inf")
+        self._stop = threading.Event()
 
     # --- the loop -----------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set; the item in hand is finished first."""
+        self._stop = stop
         log.info("Worker %s started", self.owner)
         heartbeat = threading.Thread(target=self._heartbeat, args=(stop,), name="lease-heartbeat", daemon=True)
         heartbeat.start()
@@ -71,12 +75,12 @@ class Worker:
             while not stop.is_set():
                 try:
                     worked = self.run_once()
-                except Exception:
-                    # A bug or a database hiccup must not kill the worker. What it held
-                    # goes back to the queue now: the heartbeat would otherwise keep
-                    # renewing the lease of an item nobody is working on.
+                except Exception as error:
+                    # A bug or a lasting database failure must not kill the worker. What
+                    # it held goes back to the queue as a failed attempt: the heartbeat
+                    # would otherwise renew the lease of an item nobody works on.
                     log.exception("Worker loop error")
-                    self.release_held()
+                    self.give_back(f"internal error: {type(error).__name__}")
                     worked = False
                 if not worked:
                     stop.wait(self.settings.worker.poll_interval)
@@ -99,14 +103,39 @@ class Worker:
             rounds += 1
         return rounds
 
-    def release_held(self) -> None:
-        """Hand back everything this worker holds, after an error left it half-done."""
+    def give_back(self, error: str) -> None:
+        """Return everything this worker holds to the queue, each as one failed attempt."""
         try:
             with immediate(self.db):
                 for table in (inbox.events, outbox.deliveries):
-                    table.release(self.db, owner=self.owner)
+                    for row in table.held(self.db, owner=self.owner):
+                        columns = self._failure_columns(row["attempts"] + 1, classify(None, Failure.INTERNAL), None, error)
+                        table.settle(self.db, [row["id"]], owner=self.owner, **columns)
         except Exception:
-            log.exception("Could not hand back claimed work")
+            # Nothing sensible is left to do here: stop, so the leases run out and a
+            # restarted worker takes the work up (crash-only).
+            log.critical("Could not hand back claimed work; stopping the worker")
+            raise
+
+    def _write(self, what: str, write: Callable[[], None]) -> None:
+        """Run ``write`` in a transaction, retrying while the database refuses it.
+
+        Used once an outside system has answered: losing that answer would mean asking
+        (or sending) again. Gives up after about five minutes, or when stopping.
+        """
+        delay = 0.5
+        deadline = time.monotonic() + DB_RETRY_SECONDS
+        while True:
+            try:
+                with immediate(self.db):
+                    write()
+                return
+            except sqlite3.Error as error:
+                if time.monotonic() >= deadline or self._stop.is_set():
+                    raise
+                log.error("Could not record %s (%s); retrying in %.1f s", what, error, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
 
     def _heartbeat(self, stop: threading.Event) -> None:
         db = database.connect(self.settings.database.path, migrate=False)
@@ -233,25 +262,31 @@ class Worker:
         if settled < len(ids):
             log.warning("Lost the lease on %d of events %s; another worker has them", len(ids) - settled, ids)
 
+    def _failure_columns(self, failures: int, outcome: Outcome, retry_after: float | None, error: str) -> dict:
+        """How a failed attempt is written back: retried later on the schedule, or dead."""
+        now = self.clock()
+        delay = None
+        if outcome.action is Action.RETRY:
+            delay = self.retry.delay(failures, jitter=self.rng(), retry_after=retry_after, overloaded=outcome.overloaded)
+        if delay is None:
+            return {"state": DEAD, "attempts": failures, "last_error": error}
+        return {"state": PENDING, "attempts": failures, "due_at": now + delay, "last_error": error}
+
     def _event_failed(self, claimed: list[dict], error: str, outcome: Outcome, retry_after: float | None) -> None:
         ids = [row["id"] for row in claimed]
         store_hash, order_id = claimed[0]["store_hash"], claimed[0]["order_id"]
-        now = self.clock()
-        failures = max(row["attempts"] for row in claimed) + 1
         with immediate(self.db):
             if outcome.action is Action.PAUSE:
                 self._pause(store_hash, "bigcommerce", f"BigCommerce refused the store's API credentials: {error}")
-                inbox.events.settle(self.db, ids, owner=self.owner, state=PENDING, due_at=now, last_error=error)
+                inbox.events.settle(self.db, ids, owner=self.owner, state=PENDING, due_at=self.clock(), last_error=error)
                 return
-            delay = None
-            if outcome.action is not Action.DEAD:
-                delay = self.retry.delay(failures, jitter=self.rng(), retry_after=retry_after, overloaded=outcome.overloaded)
-            if delay is None:
-                inbox.events.settle(self.db, ids, owner=self.owner, state=inbox.DEAD, attempts=failures, last_error=error, finished_at=now)
-                log.error("Gave up on order %s of store %s after %d attempts: %s", order_id, store_hash, failures, error)
+            columns = self._failure_columns(max(row["attempts"] for row in claimed) + 1, outcome, retry_after, error)
+            if columns["state"] == DEAD:
+                columns["finished_at"] = self.clock()
+                log.error("Gave up on order %s of store %s after %d attempts: %s", order_id, store_hash, columns["attempts"], error)
             else:
-                inbox.events.settle(self.db, ids, owner=self.owner, state=PENDING, attempts=failures, due_at=now + delay, last_error=error)
-                log.warning("Order %s of store %s: %s; retrying in %.0f s", order_id, store_hash, error, delay)
+                log.warning("Order %s of store %s: %s; retrying in %.0f s", order_id, store_hash, error, columns["due_at"] - self.clock())
+            inbox.events.settle(self.db, ids, owner=self.owner, **columns)
 
     # --- deliveries ---------------------------------------------------------------
 
@@ -268,33 +303,32 @@ class Worker:
             row = outbox.deliveries.claim(self.db, owner=self.owner, now=self.clock())
         if row is None:
             return False
-        reply = self._refersion_client().post_paid_order(row["payload"])
-        self._record_reply(row, reply, classify(reply.status, reply.failure))
+        try:
+            reply = self._refersion_client().post_paid_order(row["payload"])
+        except Exception as error:  # a bug on our side, not an answer from Refersion
+            log.exception("Error while sending order %s to Refersion", row["order_id"])
+            reply = Reply(None, body=f"internal error: {type(error).__name__}", failure=Failure.INTERNAL)
+        self._write(f"Refersion's answer for order {row['order_id']}", lambda: self._record_reply(row, reply))
         return True
 
-    def _record_reply(self, row: dict, reply: Reply, outcome: Outcome) -> None:
+    def _record_reply(self, row: dict, reply: Reply) -> None:
+        """Write what Refersion answered and what follows from it (call in a transaction)."""
+        outcome = classify(reply.status, reply.failure)
         now = self.clock()
         seen = {"last_status": reply.status, "response": reply.body if reply.status else None, "updated_at": now}
-        failures = row["attempts"] + 1
         order = f"order {row['order_id']} of store {row['store_hash']}"
-        with immediate(self.db):
-            if outcome.action is Action.DONE:
-                settle = {"state": outbox.DONE, "done_at": now, "last_error": None}
-                log.info("Reported %s to Refersion (HTTP %s)", order, reply.status)
-            elif outcome.action is Action.PAUSE:
-                self._pause(row["store_hash"], "refersion", f"Refersion refused the API keys ({reply.summary}).")
-                settle = {"state": PENDING, "due_at": now, "last_error": reply.summary}
+        if outcome.action is Action.DONE:
+            settle = {"state": outbox.DONE, "done_at": now, "last_error": None}
+            log.info("Reported %s to Refersion (HTTP %s)", order, reply.status)
+        elif outcome.action is Action.PAUSE:
+            self._pause(row["store_hash"], "refersion", f"Refersion refused the API keys ({reply.summary}).")
+            settle = {"state": PENDING, "due_at": now, "last_error": reply.summary}
+        else:
+            retry_after = parse_retry_after(reply.retry_after, now)
+            settle = self._failure_columns(row["attempts"] + 1, outcome, retry_after, reply.summary)
+            if settle["state"] == DEAD:
+                log.error("Refersion delivery of %s is dead after %d attempts: %s", order, settle["attempts"], reply.summary)
             else:
-                delay = None
-                if outcome.action is Action.RETRY:
-                    delay = self.retry.delay(
-                        failures, jitter=self.rng(), retry_after=parse_retry_after(reply.retry_after, now), overloaded=outcome.overloaded
-                    )
-                if delay is None:
-                    settle = {"state": outbox.DEAD, "attempts": failures, "last_error": reply.summary}
-                    log.error("Refersion delivery of %s is dead after %d attempts: %s", order, failures, reply.summary)
-                else:
-                    settle = {"state": PENDING, "attempts": failures, "due_at": now + delay, "last_error": reply.summary}
-                    log.warning("Refersion delivery of %s failed (%s); retrying in %.0f s", order, reply.summary, delay)
-            if not outbox.deliveries.settle(self.db, [row["id"]], owner=self.owner, **seen, **settle):
-                log.warning("Lost the lease on delivery %s before recording Refersion's answer", row["id"])
+                log.warning("Refersion delivery of %s failed (%s); retrying in %.0f s", order, reply.summary, settle["due_at"] - now)
+        if not outbox.deliveries.settle(self.db, [row["id"]], owner=self.owner, **seen, **settle):
+            log.warning("Lost the lease on delivery %s before recording Refersion's answer", row["id"])

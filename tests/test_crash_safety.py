@@ -135,23 +135,53 @@ def test_two_workers_on_one_database_never_send_the_same_delivery_twice(spawn, c
     assert {row["state"] for row in db.query("SELECT state FROM deliveries")} == {"done"}
 
 
-def test_an_error_after_a_claim_hands_the_work_back_instead_of_holding_it(worker, refersion, db, clock):
-    """A failure while recording Refersion's answer (here a disk-full-like abort) must not
-    leave the delivery held by a live worker whose heartbeat would renew it forever."""
+def run_in_thread(worker):
+    stop = threading.Event()
+    running = threading.Thread(target=worker.run, args=(stop,))
+    running.start()
+    return stop, running
+
+
+def test_an_answer_is_held_until_the_database_takes_it_and_never_sent_twice(worker, refersion, db, clock):
+    """Refersion accepted the order, then the database refused to record it (here a
+    trigger stands in for a full disk): the worker keeps the answer and retries the
+    write, rather than sending the order again."""
     outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=74, payload=PAYLOAD % 74, now=clock.now)
     db.execute(
         "CREATE TRIGGER refuse_done BEFORE UPDATE OF state ON deliveries WHEN NEW.state = 'done' "
         "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
     )
-    stop = threading.Event()
-    running = threading.Thread(target=worker.run, args=(stop,))
-    running.start()
+    stop, running = run_in_thread(worker)
     try:
         wait_for(lambda: len(refersion.attempts) >= 1, timeout=10)
-        wait_for(lambda: next(db.query("SELECT state FROM deliveries"))["state"] == "pending", timeout=10)
+        time.sleep(2)  # several refused writes
         db.execute("DROP TRIGGER refuse_done")
-        wait_for(lambda: next(db.query("SELECT state FROM deliveries"))["state"] == "done", timeout=10)
+        wait_for(lambda: next(db.query("SELECT state FROM deliveries"))["state"] == "done", timeout=40)
     finally:
         stop.set()
         running.join(timeout=30)
-    assert refersion.order_ids[-1] == "74"
+    assert refersion.attempts == ["74"]
+
+
+def test_when_the_database_refuses_for_too_long_the_item_becomes_a_failed_attempt(worker, refersion, db, clock, monkeypatch):
+    """After giving up on recording an answer, the item must neither stay held by a
+    live worker (whose heartbeat would renew its lease forever) nor come back in a
+    tight loop: it is one failed attempt, retried on the schedule."""
+    monkeypatch.setattr("bridge.worker.DB_RETRY_SECONDS", 0.3)
+    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=75, payload=PAYLOAD % 75, now=clock.now)
+    db.execute(
+        "CREATE TRIGGER refuse_done BEFORE UPDATE OF state ON deliveries WHEN NEW.state = 'done' "
+        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+    )
+    stop, running = run_in_thread(worker)
+    try:
+        wait_for(lambda: next(db.query("SELECT attempts FROM deliveries"))["attempts"] == 1, timeout=10)
+        time.sleep(1)  # a tight loop would send again now
+    finally:
+        stop.set()
+        running.join(timeout=30)
+    row = next(db.query("SELECT * FROM deliveries"))
+    assert (row["state"], row["attempts"], row["lease_owner"]) == ("pending", 1, None)
+    assert row["due_at"] == pytest.approx(clock.now + 5)
+    assert row["last_error"] == "internal error: IntegrityError"
+    assert refersion.attempts == ["75"]

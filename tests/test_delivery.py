@@ -167,3 +167,22 @@ def test_enqueueing_twice_is_a_no_op(db, clock):
     assert outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=7, payload="{}", now=clock.now) is True
     assert outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=7, payload='{"other": 1}', now=clock.now) is False
     assert [row["payload"] for row in db.query("SELECT payload FROM deliveries")] == ["{}"]
+
+
+def test_an_echoed_secret_key_is_redacted_even_where_the_kept_answer_is_cut(worker, refersion, db, clock):
+    body = "x" * 1995 + "key=sec_test_9f8e7d6c5b4a" + "y" * 100
+    refersion.answer_next(400, body=body)
+    queue(db, clock)
+    worker.deliver_next()
+    response = delivery(db)["response"]
+    assert "sec_te" not in response
+    assert len(response) == 2000
+
+
+def test_an_unreadable_retry_after_falls_back_to_the_schedule(worker, refersion, db, clock):
+    refersion.answer_next(503, headers={"Retry-After": "²"})
+    queue(db, clock)
+    worker.deliver_next()
+    row = delivery(db)
+    assert (row["state"], row["attempts"]) == ("pending", 1)
+    assert row["due_at"] == pytest.approx(clock.now + 5)

@@ -224,3 +224,17 @@ def test_an_event_whose_store_lost_its_credentials_is_ignored(make_settings, mak
     other.run_until_idle()
     assert next(db.query("SELECT state, outcome FROM events")) == {"state": "ignored", "outcome": "unknown_store"}
     assert bigcommerce.calls() == 0
+
+
+def test_two_updates_without_created_at_are_both_acted_on(client, worker, bigcommerce, refersion):
+    """Identical data, no created_at: the second (sent once the order is paid) must not
+    be mistaken for a re-delivery of the first."""
+    order_id = bigcommerce.add(load_fixture("manual_discount"), status_id=7, payment_status="pending")
+    body = envelope("store/order/updated", {"type": "order", "id": order_id}, created_at=None)
+    post_webhook(client, body)
+    worker.run_until_idle()
+    assert refersion.received == []
+    bigcommerce.update(order_id, status_id=11, payment_status="captured")
+    post_webhook(client, body)
+    worker.run_until_idle()
+    assert refersion.order_ids == [str(order_id)]

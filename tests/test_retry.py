@@ -80,6 +80,9 @@ def test_default_schedule_lasts_about_three_days():
         ("", None),
         ("soon", None),
         ("-5", None),
+        ("²", None),
+        ("٣٠", None),
+        ("9" * 5000, None),
     ],
 )
 def test_retry_after_header_forms(header, seconds):

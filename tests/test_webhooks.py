@@ -309,9 +309,10 @@ def test_other_methods_get_405(client):
     assert "error" in response.get_json()
 
 
+ANY_TEXT = st.text(alphabet=st.characters(exclude_categories=()), max_size=20)  # lone surrogates too
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | ANY_TEXT,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(ANY_TEXT, children, max_size=4),
     max_leaves=20,
 )
 ENVELOPE_LIKE = st.fixed_dictionaries(
@@ -365,3 +366,66 @@ def test_a_locked_database_answers_503_stores_nothing_and_the_retry_succeeds(cli
     assert event_rows(db) == []
     assert post_webhook(client, status_updated(250, 11)).status_code == 200
     assert len(event_rows(db)) == 1
+
+
+def test_without_created_at_an_event_is_never_taken_for_a_re_delivery(client, db):
+    body = envelope("store/order/updated", {"type": "order", "id": 250}, created_at=None)
+    post_webhook(client, body)
+    post_webhook(client, body)
+    assert len(event_rows(db)) == 2  # cannot be told apart: both are kept, the outbox stops a double report
+
+
+@pytest.mark.parametrize("timestamp", ["²", "1" * 5000, "٣٤٥", "-300", "12.5", " 1790000000"])
+def test_odd_signature_timestamps_get_401_not_500(signing_client, timestamp):
+    body = json.dumps(status_updated(250, 11)).encode()
+    headers = {**signed_headers(body), "webhook-timestamp": timestamp}
+    assert signing_client.post("/webhooks/bigcommerce", data=body, headers=headers, content_type="application/json").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 1}, "hash": "\\ud800"}',
+        '{"scope": "store/\\udfff", "producer": "stores/abc123", "data": {"id": 1}}',
+        '{"scope": "store/cart/converted", "producer": "stores/abc123", "data": {"id": "\\ud800", "orderId": 1}}',
+        '{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 1, "note": "\\ud83d"}}',
+    ],
+    ids=["hash", "scope", "cart-id", "unused-field"],
+)
+def test_lone_surrogates_get_400_not_500(client, db, body):
+    response = post_webhook(client, body)
+    assert response.status_code == 400
+    assert "lone surrogate" in response.get_json()["error"]
+    assert event_rows(db) == []
+
+
+def test_a_proper_surrogate_pair_is_fine(client, db):
+    body = '{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 1, "note": "\\ud83c\\udf35"}}'
+    assert post_webhook(client, body).status_code == 200
+    assert "\\ud83c\\udf35" in event_rows(db)[0]["body"]
+
+
+HEADER_TEXT = st.text(alphabet=st.characters(max_codepoint=255, exclude_categories=("Cc",)), max_size=40)
+
+
+@hypothesis_settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    token=st.none() | HEADER_TEXT,
+    webhook_id=st.none() | HEADER_TEXT,
+    timestamp=st.none() | HEADER_TEXT | st.integers().map(str),
+    signature=st.none() | HEADER_TEXT | HEADER_TEXT.map(lambda text: f"v1,{text}"),
+)
+def test_nothing_a_sender_puts_in_the_auth_headers_yields_a_500(signing_client, token, webhook_id, timestamp, signature):
+    headers = {
+        name: value
+        for name, value in {
+            "X-Bridge-Token": token,
+            "webhook-id": webhook_id,
+            "webhook-timestamp": timestamp,
+            "webhook-signature": signature,
+        }.items()
+        if value is not None
+    }
+    body = json.dumps(status_updated(250, 11))
+    response = signing_client.post("/webhooks/bigcommerce", data=body, headers=headers, content_type="application/json")
+    assert response.status_code in (200, 401)
