@@ -24,6 +24,8 @@ def _settings(ctx: click.Context) -> Settings:
     configure_logging(settings.secrets())
     if not settings.bigcommerce.store_hash:
         log.warning("No store is configured (bigcommerce.store_hash and bigcommerce.access_token): webhooks will be recorded as ignored")
+    if settings.rules.dry_run:
+        log.warning("Dry run (rules.dry_run): orders are evaluated and recorded, nothing is sent to Refersion")
     return settings
 
 
