@@ -124,8 +124,14 @@ def _signature_valid(secret: str | None, body: bytes, now: float) -> bool:
     return valid
 
 
+def _unauthenticated() -> Response:
+    return _error(401, "Missing or wrong X-Bridge-Token header (or webhook signature).")
+
+
 def _read_body() -> bytes | None:
     """The raw body, or None when it is over the limit (chunked bodies included)."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return None  # refused unread
     try:
         body = request.get_data(cache=True)
     except RequestEntityTooLarge:
@@ -139,27 +145,17 @@ def _read_body() -> bytes | None:
 def receive() -> Response:
     settings = current_app.config["BRIDGE_SETTINGS"]
     token = request.headers.get("X-Bridge-Token")
-    if token is not None:
-        authentic = hmac.compare_digest(token.encode(), settings.webhooks.secret.encode())
-    elif "webhook-signature" in request.headers:
-        if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-            return _error(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB.")
-        body = _read_body()
-        if body is None:
-            return _error(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB.")
-        authentic = _signature_valid(settings.bigcommerce.client_secret, body, time.time())
-    else:
-        authentic = False
-    if not authentic:
-        return _error(401, "Missing or wrong X-Bridge-Token header (or webhook signature).")
-
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        return _error(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB.")
-    if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
-        return _error(415, "The body must be JSON (Content-Type: application/json).")
+    signed = token is None and "webhook-signature" in request.headers
+    # A token is checked before the body is read; a signature covers the body, so after.
+    if not signed and (token is None or not hmac.compare_digest(token.encode(), settings.webhooks.secret.encode())):
+        return _unauthenticated()
     body = _read_body()
     if body is None:
         return _error(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB.")
+    if signed and not _signature_valid(settings.bigcommerce.client_secret, body, time.time()):
+        return _unauthenticated()
+    if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
+        return _error(415, "The body must be JSON (Content-Type: application/json).")
     try:
         text = body.decode("utf-8")
         payload = json.loads(text)
@@ -175,7 +171,7 @@ def receive() -> Response:
     known_store = store_access(settings, envelope.store_hash) is not None
     try:
         event_id = record_event(get_db(), envelope, text, known_store=known_store, now=time.time())
-    except sqlite3.OperationalError:
+    except sqlite3.Error:
         log.exception("Could not store a webhook event")
         # Not the sender's fault and nothing was stored: BigCommerce will retry.
         return _error(503, "The bridge cannot store events right now; retry later.")
