@@ -30,6 +30,7 @@ bp = Blueprint("webhooks", __name__)
 MAX_BODY_BYTES = 64 * 1024
 SIGNATURE_TOLERANCE = 300  # seconds either way, as Standard Webhooks prescribes
 MAX_ID = 2**63 - 1  # what SQLite's INTEGER holds
+MAX_NESTING = 32  # a webhook is three levels deep; far deeper ones would only exhaust the stack later
 
 
 class _Lenient(Schema):
@@ -161,6 +162,8 @@ def receive() -> Response:
         payload = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError):
         return _error(400, "The body is not valid JSON.")
+    if not _shallow(payload):
+        return _error(400, f"The body nests deeper than {MAX_NESTING} levels.")
     if not _encodable(payload):
         return _error(400, "The body holds a \\u escape that is not a Unicode character (a lone surrogate).")
     try:
@@ -180,6 +183,22 @@ def receive() -> Response:
     else:
         log.info("Stored event %s: %s for store %s, order %s", event_id, envelope.scope, envelope.store_hash, envelope.order_id)
     return Response(status=200)
+
+
+def _children(value) -> list:
+    if isinstance(value, dict):
+        return list(value.values())
+    return value if isinstance(value, list) else []
+
+
+def _shallow(payload) -> bool:
+    """At most MAX_NESTING levels deep; checked level by level, before anything recurses."""
+    level = [payload]
+    for _ in range(MAX_NESTING):
+        level = [child for value in level for child in _children(value)]
+        if not level:
+            return True
+    return False
 
 
 def _encodable(payload) -> bool:

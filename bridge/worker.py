@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 RESUME_CHECK_SECONDS = 10.0
 DB_RETRY_SECONDS = 300.0  # how long an answer already received is held while the database refuses it
+STOP_GRACE_SECONDS = 20.0  # the same after a stop request (bridge serve waits 30 s before killing)
 
 
 def _owner_id() -> str:
@@ -62,6 +63,7 @@ class Worker:
         self._refersion: RefersionClient | None = None
         self._last_resume_check = float("-inf")
         self._stop = threading.Event()
+        self._unrecorded: tuple[dict, Reply] | None = None  # an answer the database has not taken yet
 
     # --- the loop -----------------------------------------------------------------
 
@@ -69,7 +71,10 @@ class Worker:
         """Work until ``stop`` is set; the item in hand is finished first."""
         self._stop = stop
         log.info("Worker %s started", self.owner)
-        heartbeat = threading.Thread(target=self._heartbeat, args=(stop,), name="lease-heartbeat", daemon=True)
+        # The heartbeat has its own event: leases are renewed until the item in hand is
+        # settled, not only until the stop request.
+        heartbeat_stop = threading.Event()
+        heartbeat = threading.Thread(target=self._heartbeat, args=(heartbeat_stop,), name="lease-heartbeat", daemon=True)
         heartbeat.start()
         try:
             while not stop.is_set():
@@ -86,6 +91,7 @@ class Worker:
                     stop.wait(self.settings.worker.poll_interval)
         finally:
             stop.set()
+            heartbeat_stop.set()
             heartbeat.join(timeout=HEARTBEAT_SECONDS + 1)
             log.info("Worker %s stopped", self.owner)
 
@@ -104,9 +110,15 @@ class Worker:
         return rounds
 
     def give_back(self, error: str) -> None:
-        """Return everything this worker holds to the queue, each as one failed attempt."""
+        """Return everything this worker holds to the queue, each as one failed attempt.
+
+        A Refersion answer that could not be recorded yet is recorded as what it was.
+        """
+        unrecorded, self._unrecorded = self._unrecorded, None
         try:
             with immediate(self.db):
+                if unrecorded is not None:
+                    self._record_reply(*unrecorded)
                 for table in (inbox.events, outbox.deliveries):
                     for row in table.held(self.db, owner=self.owner):
                         columns = self._failure_columns(row["attempts"] + 1, classify(None, Failure.INTERNAL), None, error)
@@ -121,20 +133,30 @@ class Worker:
         """Run ``write`` in a transaction, retrying while the database refuses it.
 
         Used once an outside system has answered: losing that answer would mean asking
-        (or sending) again. Gives up after about five minutes, or when stopping.
+        (or sending) again. Gives up after DB_RETRY_SECONDS, or STOP_GRACE_SECONDS
+        after a stop request.
         """
         delay = 0.5
         deadline = time.monotonic() + DB_RETRY_SECONDS
+        stopping_deadline = None
         while True:
             try:
                 with immediate(self.db):
                     write()
                 return
             except sqlite3.Error as error:
-                if time.monotonic() >= deadline or self._stop.is_set():
+                now = time.monotonic()
+                if self._stop.is_set():
+                    stopping_deadline = stopping_deadline or now + STOP_GRACE_SECONDS
+                    deadline = min(deadline, stopping_deadline)
+                if now >= deadline:
                     raise
-                log.error("Could not record %s (%s); retrying in %.1f s", what, error, delay)
-                self._stop.wait(delay)
+                wait = min(delay, deadline - now)
+                log.error("Could not record %s (%s); retrying in %.1f s", what, error, wait)
+                if self._stop.is_set():
+                    time.sleep(wait)
+                else:
+                    self._stop.wait(wait)  # a stop request shortens the wait, not the retries
                 delay = min(delay * 2, 30.0)
 
     def _heartbeat(self, stop: threading.Event) -> None:
@@ -308,7 +330,9 @@ class Worker:
         except Exception as error:  # a bug on our side, not an answer from Refersion
             log.exception("Error while sending order %s to Refersion", row["order_id"])
             reply = Reply(None, body=f"internal error: {type(error).__name__}", failure=Failure.INTERNAL)
+        self._unrecorded = (row, reply)
         self._write(f"Refersion's answer for order {row['order_id']}", lambda: self._record_reply(row, reply))
+        self._unrecorded = None
         return True
 
     def _record_reply(self, row: dict, reply: Reply) -> None:

@@ -142,15 +142,18 @@ def run_in_thread(worker):
     return stop, running
 
 
+REFUSE_DONE = (
+    "CREATE TRIGGER refuse_done BEFORE UPDATE OF state ON deliveries WHEN NEW.state = 'done' "
+    "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+)
+
+
 def test_an_answer_is_held_until_the_database_takes_it_and_never_sent_twice(worker, refersion, db, clock):
     """Refersion accepted the order, then the database refused to record it (here a
     trigger stands in for a full disk): the worker keeps the answer and retries the
     write, rather than sending the order again."""
     outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=74, payload=PAYLOAD % 74, now=clock.now)
-    db.execute(
-        "CREATE TRIGGER refuse_done BEFORE UPDATE OF state ON deliveries WHEN NEW.state = 'done' "
-        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
-    )
+    db.execute(REFUSE_DONE)
     stop, running = run_in_thread(worker)
     try:
         wait_for(lambda: len(refersion.attempts) >= 1, timeout=10)
@@ -163,25 +166,79 @@ def test_an_answer_is_held_until_the_database_takes_it_and_never_sent_twice(work
     assert refersion.attempts == ["74"]
 
 
-def test_when_the_database_refuses_for_too_long_the_item_becomes_a_failed_attempt(worker, refersion, db, clock, monkeypatch):
-    """After giving up on recording an answer, the item must neither stay held by a
-    live worker (whose heartbeat would renew its lease forever) nor come back in a
-    tight loop: it is one failed attempt, retried on the schedule."""
-    monkeypatch.setattr("bridge.worker.DB_RETRY_SECONDS", 0.3)
-    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=75, payload=PAYLOAD % 75, now=clock.now)
-    db.execute(
-        "CREATE TRIGGER refuse_done BEFORE UPDATE OF state ON deliveries WHEN NEW.state = 'done' "
-        "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
-    )
+def test_a_stop_request_does_not_throw_away_an_answer_the_database_has_not_taken(worker, refersion, db, clock):
+    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=76, payload=PAYLOAD % 76, now=clock.now)
+    db.execute(REFUSE_DONE)
     stop, running = run_in_thread(worker)
     try:
-        wait_for(lambda: next(db.query("SELECT attempts FROM deliveries"))["attempts"] == 1, timeout=10)
-        time.sleep(1)  # a tight loop would send again now
+        wait_for(lambda: len(refersion.attempts) >= 1, timeout=10)
+        stop.set()  # SIGTERM while the write is being retried
+        time.sleep(1)
+        db.execute("DROP TRIGGER refuse_done")
     finally:
-        stop.set()
         running.join(timeout=30)
+    assert not running.is_alive()
+    assert next(db.query("SELECT state FROM deliveries"))["state"] == "done"
+    assert refersion.attempts == ["76"]
+
+
+def test_work_given_back_after_an_error_is_one_failed_attempt_not_a_held_item(worker, db, clock):
+    """Whatever the worker holds when an unexpected error reaches its loop goes back to
+    the queue on the schedule: neither held by a live worker whose heartbeat would renew
+    the lease forever, nor free to come straight back in a tight loop."""
+    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=77, payload=PAYLOAD % 77, now=clock.now)
+    with immediate(db):
+        outbox.deliveries.claim(db, owner=worker.owner, now=clock.now)
+    worker.give_back("internal error: KeyError")
     row = next(db.query("SELECT * FROM deliveries"))
     assert (row["state"], row["attempts"], row["lease_owner"]) == ("pending", 1, None)
     assert row["due_at"] == pytest.approx(clock.now + 5)
-    assert row["last_error"] == "internal error: IntegrityError"
-    assert refersion.attempts == ["75"]
+    assert row["last_error"] == "internal error: KeyError"
+
+
+def test_a_worker_that_cannot_write_at_all_stops_and_its_successor_takes_over(worker, make_worker, refersion, db, clock, monkeypatch):
+    """Past DB_RETRY_SECONDS, with even the hand-back refused, the worker exits (crash-only)
+    instead of spinning; once the database is back, a new worker finishes the job."""
+    monkeypatch.setattr("bridge.worker.DB_RETRY_SECONDS", 0.3)
+    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=78, payload=PAYLOAD % 78, now=clock.now)
+    db.execute(REFUSE_DONE)
+    raised = []
+    running = threading.Thread(target=lambda: _capture(raised, worker.run, threading.Event()))
+    running.start()
+    running.join(timeout=30)
+    assert not running.is_alive()
+    assert [type(error).__name__ for error in raised] == ["IntegrityError"]
+    assert refersion.attempts == ["78"]  # no loop
+    db.execute("DROP TRIGGER refuse_done")
+    clock.advance(LEASE_SECONDS + 1)
+    make_worker().run_until_idle()
+    assert next(db.query("SELECT state FROM deliveries"))["state"] == "done"
+
+
+def _capture(raised, function, *args):
+    try:
+        function(*args)
+    except Exception as error:
+        raised.append(error)
+
+
+def test_leases_are_renewed_until_the_item_in_hand_is_settled_even_after_a_stop_request(make_worker, refersion, db, monkeypatch):
+    """SIGTERM arrives while a slow Refersion call is in flight: the worker finishes it,
+    and its lease must outlive the stop request, or a second worker would send again."""
+    monkeypatch.setattr("bridge.queue.LEASE_SECONDS", 1.0)
+    monkeypatch.setattr("bridge.worker.HEARTBEAT_SECONDS", 0.2)
+    refersion.answer_next(200, body="{}", delay=1.8)  # under the 2 s timeout, over the 1 s lease
+    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=79, payload=PAYLOAD % 79, now=time.time())
+    first, second = make_worker(clock=time.time), make_worker(clock=time.time)
+    stop, running = run_in_thread(first)
+    try:
+        wait_for(lambda: len(refersion.attempts) == 1, timeout=10)
+        stop.set()
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            second.run_once()
+            time.sleep(0.1)
+    finally:
+        running.join(timeout=30)
+    assert refersion.attempts == ["79"]
+    assert next(db.query("SELECT state FROM deliveries"))["state"] == "done"

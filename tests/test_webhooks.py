@@ -293,6 +293,14 @@ def test_json_with_a_charset_or_suffix_is_accepted(client):
             "data.orderId: Missing data for required field.",
         ),
         ('{"scope": 7, "producer": "stores/abc123", "data": {"id": 1}}', "scope: Not a valid string."),
+        (
+            '{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 1, "x": ' + "[" * 40 + "]" * 40 + "}}",
+            "nests deeper",
+        ),
+        (
+            '{"scope": "store/order/created", "producer": "stores/abc123", "data": {"id": 1, "x": ' + "[" * 940 + "]" * 940 + "}}",
+            "nests deeper",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) and len(value) < 30 else None,
 )
