@@ -81,9 +81,9 @@ class Worker:
                 try:
                     worked = self.run_once()
                 except Exception as error:
-                    # A bug or a lasting database failure must not kill the worker. What
-                    # it held goes back to the queue as a failed attempt: the heartbeat
-                    # would otherwise renew the lease of an item nobody works on.
+                    # A bug or a database failure does not stop the worker as long as it
+                    # can hand back what it held, as a failed attempt: the heartbeat would
+                    # otherwise renew the lease of an item nobody works on.
                     log.exception("Worker loop error")
                     self.give_back(f"internal error: {type(error).__name__}")
                     worked = False
