@@ -12,7 +12,9 @@ import time
 import pytest
 from pytest_httpserver import HTTPServer
 
+from bridge import outbox
 from bridge.config import Settings, load_settings
+from bridge.db import connect
 from bridge.web import create_app
 from bridge.worker import Worker
 from tests.fakes import FakeBigCommerce, FakeRefersion
@@ -93,6 +95,25 @@ def make_settings(environ):
 @pytest.fixture
 def settings(make_settings) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+def db(settings):
+    """The test database, migrated, on its own connection."""
+    database = connect(settings.database.path)
+    yield database
+    database.close()
+
+
+DELIVERY_PAYLOAD = (
+    '{"cart_id":"c-1","order_id":"%s","currency_code":"USD",'
+    '"items":[{"sku":"A","quantity":1,"price":10.00}],"shipping":0.00,"tax":0.00,"discount":0.00}'
+)
+
+
+def queue_delivery(db, order_id: int, now: float, store_hash: str = STORE_HASH) -> None:
+    """Put a paid-order report straight into the outbox."""
+    outbox.enqueue(db, kind=outbox.PAID, store_hash=store_hash, order_id=order_id, payload=DELIVERY_PAYLOAD % order_id, now=now)
 
 
 @pytest.fixture

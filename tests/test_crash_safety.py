@@ -6,20 +6,11 @@ import time
 import pytest
 
 from bridge import inbox, outbox
-from bridge.db import connect, immediate
+from bridge.db import immediate
 from bridge.queue import LEASE_SECONDS
-from tests.conftest import post_webhook, status_updated
+from tests.conftest import post_webhook, queue_delivery, status_updated
 from tests.fakes import Scripted, load_fixture
 from tests.processes import wait_for
-
-PAYLOAD = '{"cart_id":"c","order_id":"%s","currency_code":"USD","items":[],"shipping":0.00,"tax":0.00,"discount":0.00}'
-
-
-@pytest.fixture
-def db(settings):
-    database = connect(settings.database.path)
-    yield database
-    database.close()
 
 
 def test_leases_are_short_enough_to_recover_within_30_seconds():
@@ -27,7 +18,7 @@ def test_leases_are_short_enough_to_recover_within_30_seconds():
 
 
 def test_a_delivery_claimed_by_a_dead_worker_is_taken_up_when_its_lease_runs_out(worker, refersion, db, clock):
-    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=71, payload=PAYLOAD % 71, now=clock.now)
+    queue_delivery(db, 71, clock.now)
     with immediate(db):
         assert outbox.deliveries.claim(db, owner="crashed-worker", now=clock.now)["order_id"] == 71
     clock.advance(LEASE_SECONDS - 1)
@@ -49,7 +40,7 @@ def test_an_event_claimed_by_a_dead_worker_is_taken_up_when_its_lease_runs_out(c
 
 
 def test_a_worker_that_lost_its_lease_cannot_overwrite_the_next_owner(db, clock):
-    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=72, payload=PAYLOAD % 72, now=clock.now)
+    queue_delivery(db, 72, clock.now)
     with immediate(db):
         row = outbox.deliveries.claim(db, owner="slow-worker", now=clock.now)
     with immediate(db):
@@ -60,7 +51,7 @@ def test_a_worker_that_lost_its_lease_cannot_overwrite_the_next_owner(db, clock)
 
 
 def test_a_heartbeat_keeps_a_long_call_from_being_taken_over(db, clock):
-    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=73, payload=PAYLOAD % 73, now=clock.now)
+    queue_delivery(db, 73, clock.now)
     with immediate(db):
         outbox.deliveries.claim(db, owner="busy-worker", now=clock.now)
     for _ in range(10):  # a call far longer than one lease, renewed every few seconds
@@ -119,7 +110,7 @@ def test_two_workers_on_one_database_never_send_the_same_delivery_twice(spawn, c
     for order_id in orders:
         post_webhook(client, status_updated(order_id, 11))
     for n in range(30):  # and some that go straight to the outbox
-        outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=5000 + n, payload=PAYLOAD % (5000 + n), now=time.time())
+        queue_delivery(db, 5000 + n, time.time())
 
     workers = [spawn(["worker"], FAST_POLL) for _ in range(2)]
     try:
@@ -152,7 +143,7 @@ def test_an_answer_is_held_until_the_database_takes_it_and_never_sent_twice(work
     """Refersion accepted the order, then the database refused to record it (here a
     trigger stands in for a full disk): the worker keeps the answer and retries the
     write, rather than sending the order again."""
-    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=74, payload=PAYLOAD % 74, now=clock.now)
+    queue_delivery(db, 74, clock.now)
     db.execute(REFUSE_DONE)
     stop, running = run_in_thread(worker)
     try:
@@ -167,7 +158,7 @@ def test_an_answer_is_held_until_the_database_takes_it_and_never_sent_twice(work
 
 
 def test_a_stop_request_does_not_throw_away_an_answer_the_database_has_not_taken(worker, refersion, db, clock):
-    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=76, payload=PAYLOAD % 76, now=clock.now)
+    queue_delivery(db, 76, clock.now)
     db.execute(REFUSE_DONE)
     stop, running = run_in_thread(worker)
     try:
@@ -186,7 +177,7 @@ def test_work_given_back_after_an_error_is_one_failed_attempt_not_a_held_item(wo
     """Whatever the worker holds when an unexpected error reaches its loop goes back to
     the queue on the schedule: neither held by a live worker whose heartbeat would renew
     the lease forever, nor free to come straight back in a tight loop."""
-    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=77, payload=PAYLOAD % 77, now=clock.now)
+    queue_delivery(db, 77, clock.now)
     with immediate(db):
         outbox.deliveries.claim(db, owner=worker.owner, now=clock.now)
     worker.give_back("internal error: KeyError")
@@ -200,7 +191,7 @@ def test_a_worker_that_cannot_write_at_all_stops_and_its_successor_takes_over(wo
     """Past DB_RETRY_SECONDS, with even the hand-back refused, the worker exits (crash-only)
     instead of spinning; once the database is back, a new worker finishes the job."""
     monkeypatch.setattr("bridge.worker.DB_RETRY_SECONDS", 0.3)
-    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=78, payload=PAYLOAD % 78, now=clock.now)
+    queue_delivery(db, 78, clock.now)
     db.execute(REFUSE_DONE)
     raised = []
     running = threading.Thread(target=lambda: _capture(raised, worker.run, threading.Event()))
@@ -228,7 +219,7 @@ def test_leases_are_renewed_until_the_item_in_hand_is_settled_even_after_a_stop_
     monkeypatch.setattr("bridge.queue.LEASE_SECONDS", 1.0)
     monkeypatch.setattr("bridge.worker.HEARTBEAT_SECONDS", 0.2)
     refersion.answer_next(200, body="{}", delay=1.8)  # under the 2 s timeout, over the 1 s lease
-    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=79, payload=PAYLOAD % 79, now=time.time())
+    queue_delivery(db, 79, time.time())
     first, second = make_worker(clock=time.time), make_worker(clock=time.time)
     stop, running = run_in_thread(first)
     try:

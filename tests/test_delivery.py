@@ -5,24 +5,12 @@ import socket
 import pytest
 
 from bridge import ledger, outbox
-from bridge.db import connect
 from bridge.stores import credentials_fingerprint
-
-PAYLOAD = (
-    '{"cart_id":"c-1","order_id":"%s","currency_code":"USD",'
-    '"items":[{"sku":"A","quantity":1,"price":10.00}],"shipping":0.00,"tax":0.00,"discount":0.00}'
-)
-
-
-@pytest.fixture
-def db(settings):
-    database = connect(settings.database.path)
-    yield database
-    database.close()
+from tests.conftest import queue_delivery
 
 
 def queue(db, clock, order_id=501, store_hash="abc123"):
-    outbox.enqueue(db, kind=outbox.PAID, store_hash=store_hash, order_id=order_id, payload=PAYLOAD % order_id, now=clock.now)
+    queue_delivery(db, order_id, clock.now, store_hash)
 
 
 def delivery(db, order_id=501):

@@ -2,16 +2,12 @@
 
 import pytest
 
-from bridge import outbox
-from bridge.db import connect
-from tests.conftest import post_webhook, status_updated
+from tests.conftest import post_webhook, queue_delivery, status_updated
 
 
-def test_health_reports_database_and_queues(client, settings):
+def test_health_reports_database_and_queues(client, db):
     post_webhook(client, status_updated(250, 11))
-    db = connect(settings.database.path)
-    outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=9, payload="{}", now=1.0)
-    db.close()
+    queue_delivery(db, 9, now=1.0)
     response = client.get("/healthz")
     assert response.status_code == 200
     body = response.get_json()

@@ -8,17 +8,9 @@ import json
 from decimal import Decimal
 
 import pytest
-from sqlite_utils import Database
 
 from tests.conftest import REFERSION_PUBLIC, REFERSION_SECRET, envelope, post_webhook, status_updated
 from tests.fakes import load_fixture
-
-
-@pytest.fixture
-def db(settings, app):
-    database = Database(settings.database.path)
-    yield database
-    database.close()
 
 
 def order_row(db, order_id):

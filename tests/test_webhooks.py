@@ -13,17 +13,9 @@ from freezegun import freeze_time
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from sqlite_utils import Database
 
 from bridge.db import connect, immediate
 from tests.conftest import STORE_HASH, WEBHOOK_SECRET, envelope, post_webhook, status_updated
-
-
-@pytest.fixture
-def db(settings, app):
-    database = Database(settings.database.path)
-    yield database
-    database.close()
 
 
 def event_rows(db):
