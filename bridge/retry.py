@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 
 JITTER = 0.2  # each delay is moved by up to ±20 % so retries of many items spread out
@@ -68,7 +68,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - datetime.fromtimestamp(now, UTC).timestamp())
+    return max(0.0, when.timestamp() - now)
 
 
 @dataclass(frozen=True)
