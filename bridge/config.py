@@ -16,8 +16,8 @@ from pathlib import Path
 
 from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from bridge.retry import RetryPolicy
-from bridge.rules import PAYMENT_STATUSES, Policy
+from bridge.core.retry import RetryPolicy
+from bridge.core.rules import PAYMENT_STATUSES, Policy
 
 ENV_PREFIX = "BRIDGE_"
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)

@@ -13,8 +13,8 @@ import time
 from gunicorn.app.base import BaseApplication
 
 from bridge.config import Settings
-from bridge.web import create_app
-from bridge.worker import Worker
+from bridge.web.app import create_app
+from bridge.worker.loop import Worker
 
 log = logging.getLogger(__name__)
 

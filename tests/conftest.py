@@ -12,11 +12,11 @@ import time
 import pytest
 from pytest_httpserver import HTTPServer
 
-from bridge import outbox
 from bridge.config import Settings, load_settings
-from bridge.db import connect
-from bridge.web import create_app
-from bridge.worker import Worker
+from bridge.storage import outbox
+from bridge.storage.db import connect
+from bridge.web.app import create_app
+from bridge.worker.loop import Worker
 from tests.fakes import FakeBigCommerce, FakeRefersion
 
 STORE_HASH = "abc123"

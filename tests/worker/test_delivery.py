@@ -4,8 +4,8 @@ import socket
 
 import pytest
 
-from bridge import ledger, outbox
-from bridge.stores import credentials_fingerprint
+from bridge.storage import ledger, outbox
+from bridge.storage.stores import credentials_fingerprint
 from tests.conftest import queue_delivery
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bridge.retry import Action, Failure, RetryPolicy, classify, parse_retry_after
+from bridge.core.retry import Action, Failure, RetryPolicy, classify, parse_retry_after
 from tests.conftest import T0
 
 SCHEDULE = RetryPolicy((5, 300, 1800))

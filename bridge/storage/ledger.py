@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 from sqlite_utils import Database
 
-from bridge.payload import CartId
-from bridge.queue import rows
-from bridge.rules import Decision
+from bridge.core.payload import CartId
+from bridge.core.rules import Decision
+from bridge.storage.queue import rows
 
 
 def record_decision(

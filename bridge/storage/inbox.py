@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
-from bridge.db import immediate
-from bridge.queue import LEASE_SECONDS, PENDING, WORKING, LeasedTable, rows
+from bridge.storage.db import immediate
+from bridge.storage.queue import LEASE_SECONDS, PENDING, WORKING, LeasedTable, rows
 
 ORDER_SCOPES = ("store/order/statusUpdated", "store/order/created", "store/order/updated")
 CART_CONVERTED = "store/cart/converted"

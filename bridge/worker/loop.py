@@ -17,16 +17,17 @@ import threading
 import time
 from collections.abc import Callable
 
-from bridge import db as database
-from bridge import inbox, ledger, outbox, rules
-from bridge.bigcommerce import BigCommerceClient, BigCommerceError
+from bridge.clients.bigcommerce import BigCommerceClient, BigCommerceError
+from bridge.clients.refersion import RefersionClient, Reply, dumps
 from bridge.config import Settings
-from bridge.db import immediate
-from bridge.payload import build_paid_order, choose_cart_id
-from bridge.queue import DEAD, HEARTBEAT_SECONDS, PENDING
-from bridge.refersion import RefersionClient, Reply, dumps
-from bridge.retry import Action, Failure, Outcome, classify, parse_retry_after
-from bridge.stores import StoreAccess, credentials_fingerprint, store_access
+from bridge.core import rules
+from bridge.core.payload import build_paid_order, choose_cart_id
+from bridge.core.retry import Action, Failure, Outcome, classify, parse_retry_after
+from bridge.storage import db as database
+from bridge.storage import inbox, ledger, outbox
+from bridge.storage.db import immediate
+from bridge.storage.queue import DEAD, HEARTBEAT_SECONDS, PENDING
+from bridge.storage.stores import StoreAccess, credentials_fingerprint, store_access
 
 log = logging.getLogger(__name__)
 

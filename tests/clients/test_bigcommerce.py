@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 from werkzeug import Response
 
-from bridge.bigcommerce import PAGE_SIZE, BigCommerceClient, BigCommerceError
-from bridge.retry import Failure
+from bridge.clients.bigcommerce import PAGE_SIZE, BigCommerceClient, BigCommerceError
+from bridge.core.retry import Failure
 from tests.conftest import BC_TOKEN, STORE_HASH
 from tests.fakes import Scripted, load_fixture
 

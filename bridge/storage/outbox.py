@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
-from bridge.queue import PENDING, LeasedTable, rows
+from bridge.storage.queue import PENDING, LeasedTable, rows
 
 PAID = "paid"
 DONE, DRY_RUN = "done", "dry_run"

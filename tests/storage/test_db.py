@@ -1,6 +1,6 @@
 """The database file: WAL mode, migrations that upgrade an existing file."""
 
-from bridge.db import connect, migrations
+from bridge.storage.db import connect, migrations
 
 
 def test_a_new_file_is_created_in_wal_mode_with_every_migration(tmp_path):

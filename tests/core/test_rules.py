@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from bridge.rules import PAYMENT_STATUSES, Policy, Verdict, decide
+from bridge.core.rules import PAYMENT_STATUSES, Policy, Verdict, decide
 
 DEFAULT = Policy()
 

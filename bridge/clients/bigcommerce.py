@@ -27,7 +27,7 @@ from bigcommerce import exception as bc_exception
 from bigcommerce.connection import Connection, OAuthConnection
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load
 
-from bridge.retry import Failure
+from bridge.core.retry import Failure
 
 log = logging.getLogger(__name__)
 

@@ -81,7 +81,7 @@ def test_config_path_from_bridge_config(tmp_path):
 
 
 def test_the_example_file_is_valid_once_secrets_are_given():
-    example = Path(__file__).parent.parent / "config.example.toml"
+    example = Path(__file__).parents[2] / "config.example.toml"
     settings = load_settings(example, environ=REQUIRED)
     assert settings.rules.order_statuses == frozenset({2, 3, 8, 9, 10, 11})
 

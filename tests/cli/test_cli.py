@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from bridge.cli import cli
 from tests.processes import wait_for
-from tests.test_end_to_end import free_port
+from tests.e2e.test_end_to_end import free_port
 
 
 @pytest.mark.parametrize("command", sorted(cli.commands))

@@ -7,9 +7,9 @@ import sys
 
 import click
 
-from bridge import db as database
 from bridge.config import ConfigError, Settings, load_settings
 from bridge.logs import configure_logging
+from bridge.storage import db as database
 
 log = logging.getLogger("bridge")
 

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from bridge.db import connect, immediate
+from bridge.storage.db import connect, immediate
 from tests.conftest import STORE_HASH, WEBHOOK_SECRET, envelope, post_webhook, status_updated
 
 
@@ -154,7 +154,7 @@ def signed_headers(body: bytes, secret: str = CLIENT_SECRET, timestamp: int | No
 
 @pytest.fixture
 def signing_client(make_settings):
-    from bridge.web import create_app
+    from bridge.web.app import create_app
 
     return create_app(make_settings(bigcommerce_client_secret=CLIENT_SECRET)).test_client()
 
@@ -356,7 +356,7 @@ def test_the_signature_window_is_five_minutes_either_way(signing_client, age, st
 
 
 def test_a_locked_database_answers_503_stores_nothing_and_the_retry_succeeds(client, db, monkeypatch):
-    monkeypatch.setattr("bridge.web.REQUEST_BUSY_TIMEOUT", 0.1)
+    monkeypatch.setattr("bridge.web.app.REQUEST_BUSY_TIMEOUT", 0.1)
     blocker = connect(db.conn.execute("PRAGMA database_list").fetchone()[2])
     with immediate(blocker):
         response = post_webhook(client, status_updated(250, 11))

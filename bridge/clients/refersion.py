@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import requests
 import simplejson
 
-from bridge.retry import Failure
+from bridge.core.retry import Failure
 
 RESPONSE_KEEP = 2000  # characters of Refersion's answer kept for the status page
 

@@ -11,13 +11,13 @@ from flask import Flask, Response, current_app, g, jsonify, render_template, req
 from sqlite_utils import Database
 from werkzeug.exceptions import HTTPException
 
-from bridge import db as database
 from bridge.config import Settings
-from bridge.ledger import health_snapshot
+from bridge.storage import db as database
+from bridge.storage.ledger import health_snapshot
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 JSON_PREFIXES = ("/webhooks/", "/api/", "/healthz")
 # Well under gunicorn's 30 s worker timeout: a request stuck behind a lock answers 503
 # (BigCommerce retries) instead of being killed mid-way.
@@ -67,7 +67,7 @@ def healthz() -> tuple[Response, int]:
 
 def create_app(settings: Settings) -> Flask:
     """Build the web application for validated ``settings``."""
-    from bridge import webhooks
+    from bridge.web import webhooks
 
     app = Flask(__name__, template_folder=str(TEMPLATES))
     app.config.update(

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from bridge.bigcommerce import OrderCouponSchema, OrderProductSchema, OrderSchema
-from bridge.payload import CART_ID_SOURCES, NO_CART_ID_NOTE, build_paid_order, choose_cart_id, fallback_cart_id, money
-from bridge.refersion import dumps
+from bridge.clients.bigcommerce import OrderCouponSchema, OrderProductSchema, OrderSchema
+from bridge.clients.refersion import dumps
+from bridge.core.payload import CART_ID_SOURCES, NO_CART_ID_NOTE, build_paid_order, choose_cart_id, fallback_cart_id, money
 
-FIXTURES = sorted(p.stem for p in (Path(__file__).parent / "fixtures" / "orders").glob("*.json"))
+FIXTURES = sorted(p.stem for p in (Path(__file__).parents[1] / "fixtures" / "orders").glob("*.json"))
 KEY = b"server-secret-for-tests-0123456789"
 
 
 def load(name):
-    return json.loads((Path(__file__).parent / "fixtures" / "orders" / f"{name}.json").read_text(), parse_float=Decimal)
+    return json.loads((Path(__file__).parents[1] / "fixtures" / "orders" / f"{name}.json").read_text(), parse_float=Decimal)
 
 
 def build(fixture):

@@ -19,9 +19,9 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from bridge.inbox import CART_CONVERTED, HANDLED_SCOPES, Envelope, record_event
-from bridge.stores import store_access
-from bridge.web import get_db
+from bridge.storage.inbox import CART_CONVERTED, HANDLED_SCOPES, Envelope, record_event
+from bridge.storage.stores import store_access
+from bridge.web.app import get_db
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from bridge import inbox, outbox
-from bridge.db import immediate
-from bridge.queue import LEASE_SECONDS
+from bridge.storage import inbox, outbox
+from bridge.storage.db import immediate
+from bridge.storage.queue import LEASE_SECONDS
 from tests.conftest import post_webhook, queue_delivery, status_updated
 from tests.fakes import Scripted, load_fixture
 from tests.processes import wait_for
@@ -190,7 +190,7 @@ def test_work_given_back_after_an_error_is_one_failed_attempt_not_a_held_item(wo
 def test_a_worker_that_cannot_write_at_all_stops_and_its_successor_takes_over(worker, make_worker, refersion, db, clock, monkeypatch):
     """Past DB_RETRY_SECONDS, with even the hand-back refused, the worker exits (crash-only)
     instead of spinning; once the database is back, a new worker finishes the job."""
-    monkeypatch.setattr("bridge.worker.DB_RETRY_SECONDS", 0.3)
+    monkeypatch.setattr("bridge.worker.loop.DB_RETRY_SECONDS", 0.3)
     queue_delivery(db, 78, clock.now)
     db.execute(REFUSE_DONE)
     raised = []
@@ -216,8 +216,8 @@ def _capture(raised, function, *args):
 def test_leases_are_renewed_until_the_item_in_hand_is_settled_even_after_a_stop_request(make_worker, refersion, db, monkeypatch):
     """SIGTERM arrives while a slow Refersion call is in flight: the worker finishes it,
     and its lease must outlive the stop request, or a second worker would send again."""
-    monkeypatch.setattr("bridge.queue.LEASE_SECONDS", 1.0)
-    monkeypatch.setattr("bridge.worker.HEARTBEAT_SECONDS", 0.2)
+    monkeypatch.setattr("bridge.storage.queue.LEASE_SECONDS", 1.0)
+    monkeypatch.setattr("bridge.worker.loop.HEARTBEAT_SECONDS", 0.2)
     refersion.answer_next(200, body="{}", delay=1.8)  # under the 2 s timeout, over the 1 s lease
     queue_delivery(db, 79, time.time())
     first, second = make_worker(clock=time.time), make_worker(clock=time.time)

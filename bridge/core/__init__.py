@@ -1,0 +1,1 @@
+"""Pure decisions: no Flask, requests or SQLite; plain data in, plain data out."""

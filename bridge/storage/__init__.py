@@ -1,0 +1,1 @@
+"""SQLite: connections, leased queues, and one module per kind of fact stored."""

@@ -1,0 +1,1 @@
+"""The Flask shell: the app factory and one blueprint per surface."""
