@@ -11,8 +11,8 @@ import requests
 from click.testing import CliRunner
 
 from bridge.cli import cli
-from tests.processes import wait_for
 from tests.e2e.test_end_to_end import free_port
+from tests.processes import wait_for
 
 
 @pytest.mark.parametrize("command", sorted(cli.commands))
