@@ -25,9 +25,10 @@ from decimal import Decimal
 import requests
 from bigcommerce import exception as bc_exception
 from bigcommerce.connection import Connection, OAuthConnection
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load
+from marshmallow import Schema, ValidationError, fields, pre_load
 
 from bridge.core.retry import Failure
+from bridge.schemas import Lenient
 
 log = logging.getLogger(__name__)
 
@@ -77,18 +78,13 @@ class Text(fields.String):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-class _Lenient(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-
-class BillingAddressSchema(_Lenient):
+class BillingAddressSchema(Lenient):
     first_name = Text()
     last_name = Text()
     email = Text()
 
 
-class OrderSchema(_Lenient):
+class OrderSchema(Lenient):
     """``GET /v2/orders/{id}``, reduced to what the rules and the payload read."""
 
     id = fields.Integer(required=True)
@@ -122,7 +118,7 @@ class OrderSchema(_Lenient):
         return data
 
 
-class OrderProductSchema(_Lenient):
+class OrderProductSchema(Lenient):
     """One line of ``GET /v2/orders/{id}/products``."""
 
     id = fields.Integer(required=True)
@@ -144,7 +140,7 @@ class OrderProductSchema(_Lenient):
         return data
 
 
-class OrderCouponSchema(_Lenient):
+class OrderCouponSchema(Lenient):
     """One entry of ``GET /v2/orders/{id}/coupons``."""
 
     code = Text()

@@ -1,40 +1,22 @@
-"""The web half: the Flask application factory, ``/healthz`` and error pages."""
+"""The web application factory and its error pages."""
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-import time
 from pathlib import Path
 
-from flask import Flask, Response, current_app, g, jsonify, render_template, request
-from sqlite_utils import Database
+from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from bridge.config import Settings
 from bridge.storage import db as database
-from bridge.storage.ledger import health_snapshot
+from bridge.web import health, webhooks
+from bridge.web.database import close_db
 
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
 JSON_PREFIXES = ("/webhooks/", "/api/", "/healthz")
-# Well under gunicorn's 30 s worker timeout: a request stuck behind a lock answers 503
-# (BigCommerce retries) instead of being killed mid-way.
-REQUEST_BUSY_TIMEOUT = 10.0
-
-
-def get_db() -> Database:
-    """This request's database connection, opened on first use."""
-    if "db" not in g:
-        g.db = database.connect(current_app.config["BRIDGE_SETTINGS"].database.path, migrate=False, busy_timeout=REQUEST_BUSY_TIMEOUT)
-    return g.db
-
-
-def _close_db(exception: BaseException | None = None) -> None:
-    db = g.pop("db", None)
-    if db is not None:
-        db.close()
 
 
 def _wants_json() -> bool:
@@ -55,20 +37,8 @@ def _handle_unexpected(error: Exception) -> tuple[Response | str, int]:
     return render_template("error.html", status=500, title="Internal error", message=message), 500
 
 
-def healthz() -> tuple[Response, int]:
-    """Database reachable, queue depth, age of the oldest pending delivery."""
-    try:
-        snapshot = health_snapshot(get_db(), now=time.time())
-    except sqlite3.Error:
-        log.exception("Health check could not read the database")
-        return jsonify(status="error", database="unreachable"), 503
-    return jsonify(status="ok", database="ok", **snapshot), 200
-
-
 def create_app(settings: Settings) -> Flask:
     """Build the web application for validated ``settings``."""
-    from bridge.web import webhooks
-
     app = Flask(__name__, template_folder=str(TEMPLATES))
     app.config.update(
         BRIDGE_SETTINGS=settings,
@@ -78,9 +48,9 @@ def create_app(settings: Settings) -> Flask:
         JSON_SORT_KEYS=False,
     )
     database.connect(settings.database.path).close()  # create and migrate before the first request
-    app.teardown_appcontext(_close_db)
+    app.teardown_appcontext(close_db)
     app.register_blueprint(webhooks.bp)
-    app.add_url_rule("/healthz", "healthz", healthz, methods=["GET"])
+    app.register_blueprint(health.bp)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(Exception, _handle_unexpected)
     return app

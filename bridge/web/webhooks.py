@@ -16,12 +16,13 @@ import sqlite3
 import time
 
 from flask import Blueprint, Response, current_app, jsonify, request
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import ValidationError, fields, validate
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from bridge.schemas import Lenient
 from bridge.storage.inbox import CART_CONVERTED, HANDLED_SCOPES, Envelope, record_event
 from bridge.storage.stores import store_access
-from bridge.web.app import get_db
+from bridge.web.database import get_db
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,6 @@ MAX_ID = 2**63 - 1  # what SQLite's INTEGER holds
 MAX_NESTING = 32  # a webhook is three levels deep; far deeper ones would only exhaust the stack later
 
 
-class _Lenient(Schema):
-    class Meta:
-        unknown = EXCLUDE
-
-
 class StoreId(fields.Field):
     """``store_id`` is documented as a string; very old payloads sent a number."""
 
@@ -47,7 +43,7 @@ class StoreId(fields.Field):
         return str(value)
 
 
-class EnvelopeSchema(_Lenient):
+class EnvelopeSchema(Lenient):
     scope = fields.String(required=True, validate=validate.Length(min=1, max=200))
     producer = fields.String(
         required=True,
@@ -59,17 +55,17 @@ class EnvelopeSchema(_Lenient):
     data = fields.Dict(required=True)
 
 
-class OrderStatusSchema(_Lenient):
+class OrderStatusSchema(Lenient):
     previous_status_id = fields.Integer(load_default=None, allow_none=True)
     new_status_id = fields.Integer(load_default=None, allow_none=True)
 
 
-class OrderDataSchema(_Lenient):
+class OrderDataSchema(Lenient):
     id = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
     status = fields.Nested(OrderStatusSchema, load_default=None, allow_none=True)
 
 
-class CartConvertedDataSchema(_Lenient):
+class CartConvertedDataSchema(Lenient):
     id = fields.String(required=True, validate=validate.Length(min=1, max=255))
     orderId = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
 

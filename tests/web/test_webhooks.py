@@ -356,7 +356,7 @@ def test_the_signature_window_is_five_minutes_either_way(signing_client, age, st
 
 
 def test_a_locked_database_answers_503_stores_nothing_and_the_retry_succeeds(client, db, monkeypatch):
-    monkeypatch.setattr("bridge.web.app.REQUEST_BUSY_TIMEOUT", 0.1)
+    monkeypatch.setattr("bridge.web.database.REQUEST_BUSY_TIMEOUT", 0.1)
     blocker = connect(db.conn.execute("PRAGMA database_list").fetchone()[2])
     with immediate(blocker):
         response = post_webhook(client, status_updated(250, 11))

@@ -1,0 +1,40 @@
+"""What every command needs: validated settings, logging, a usable database."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from bridge.config import ConfigError, Settings, load_settings
+from bridge.logs import configure_logging
+from bridge.storage import db as database
+
+log = logging.getLogger("bridge")
+
+host_option = click.option("--host", default=None, help="Interface to listen on [default: server.host].")
+port_option = click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port to listen on [default: server.port].")
+
+
+def load_settings_or_exit(ctx: click.Context) -> Settings:
+    """Load and validate the configuration, or stop with one line per problem."""
+    try:
+        settings = load_settings(ctx.obj)
+    except ConfigError as error:
+        click.echo(str(error), err=True)
+        ctx.exit(2)
+    configure_logging(settings.secrets())
+    if not settings.bigcommerce.store_hash:
+        log.warning("No store is configured (bigcommerce.store_hash and bigcommerce.access_token): webhooks will be recorded as ignored")
+    if settings.rules.dry_run:
+        log.warning("Dry run (rules.dry_run): orders are evaluated and recorded, nothing is sent to Refersion")
+    return settings
+
+
+def prepare_database(ctx: click.Context, settings: Settings) -> None:
+    """Create and migrate the database, or stop with one line saying why not."""
+    try:
+        database.connect(settings.database.path).close()
+    except Exception as error:  # any failure here is an operator problem: say it in one line
+        click.echo(f"database error: cannot open {settings.database.path}: {error}", err=True)
+        ctx.exit(2)

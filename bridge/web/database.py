@@ -1,0 +1,25 @@
+"""The database connection of one web request, opened on first use."""
+
+from __future__ import annotations
+
+from flask import current_app, g
+from sqlite_utils import Database
+
+from bridge.storage import db as database
+
+# Well under gunicorn's 30 s worker timeout: a request stuck behind a lock answers 503
+# (BigCommerce retries) instead of being killed mid-way.
+REQUEST_BUSY_TIMEOUT = 10.0
+
+
+def get_db() -> Database:
+    """This request's database connection, opened on first use."""
+    if "db" not in g:
+        g.db = database.connect(current_app.config["BRIDGE_SETTINGS"].database.path, migrate=False, busy_timeout=REQUEST_BUSY_TIMEOUT)
+    return g.db
+
+
+def close_db(exception: BaseException | None = None) -> None:
+    db = g.pop("db", None)
+    if db is not None:
+        db.close()
