@@ -14,10 +14,10 @@ from pytest_httpserver import HTTPServer
 
 from bridge.config import Settings, load_settings
 from bridge.storage import outbox
-from bridge.storage.db import connect
+from bridge.storage.db import connect, immediate
 from bridge.web.app import create_app
 from bridge.worker.loop import Worker
-from tests.fakes import FakeBigCommerce, FakeRefersion
+from tests.fakes import FakeBigCommerce, FakeRefersion, load_fixture
 
 STORE_HASH = "abc123"
 BC_TOKEN = "bc-token-0123456789abcdef"
@@ -111,9 +111,30 @@ DELIVERY_PAYLOAD = (
 )
 
 
+@pytest.fixture
+def queue_report(db, bigcommerce):
+    """Put a paid-order report straight into the outbox, for an order BigCommerce still
+    has as eligible (a send after a wait re-reads it)."""
+
+    def queue(order_id: int, now: float, store_hash: str = STORE_HASH) -> None:
+        bigcommerce.add(load_fixture("manual_discount"), id=order_id)
+        queue_delivery(db, order_id, now, store_hash)
+
+    return queue
+
+
 def queue_delivery(db, order_id: int, now: float, store_hash: str = STORE_HASH) -> None:
     """Put a paid-order report straight into the outbox."""
-    outbox.enqueue(db, kind=outbox.PAID, store_hash=store_hash, order_id=order_id, payload=DELIVERY_PAYLOAD % order_id, now=now)
+    with immediate(db):
+        outbox.enqueue(
+            db,
+            key=outbox.paid_key(store_hash, order_id),
+            kind=outbox.PAID,
+            store_hash=store_hash,
+            order_id=order_id,
+            payload=DELIVERY_PAYLOAD % order_id,
+            now=now,
+        )
 
 
 @pytest.fixture
@@ -149,13 +170,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def make_worker(settings, clock):
-    """Workers on the shared clock, with no jitter (rng 0.5) and recorded BigCommerce waits."""
+    """Workers on the shared clock, with no jitter (rng 0.5)."""
     made = []
 
     def make(settings_override: Settings | None = None, **kwargs) -> Worker:
         kwargs.setdefault("clock", clock)
         kwargs.setdefault("rng", lambda: 0.5)
-        kwargs.setdefault("bigcommerce_sleep", lambda seconds: None)
         worker = Worker(settings_override or settings, **kwargs)
         made.append(worker)
         return worker

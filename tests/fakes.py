@@ -50,6 +50,7 @@ class FakeBigCommerce:
         self.coupons: dict[int, list] = {}
         self.requests: list[tuple[str, str]] = []
         self.script: list[Scripted] = []
+        self.page_cap: int | None = None  # serve at most this many list items per page, whatever the limit
         self._lock = threading.Lock()
 
     def add(self, fixture: dict, **order_changes) -> int:
@@ -95,6 +96,7 @@ class FakeBigCommerce:
             return json_response(self.orders[order_id])
         items = (self.products if match["sub"] == "products" else self.coupons)[order_id]
         page, limit = int(request.args.get("page", 1)), int(request.args.get("limit", 50))
+        limit = min(limit, self.page_cap or limit)
         chunk = items[(page - 1) * limit : page * limit]
         if not chunk:
             return Response(status=204)

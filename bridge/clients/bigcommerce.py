@@ -7,7 +7,9 @@ exceptions. It is wrapped where it falls short (see README, "BigCommerce API use
 - its base URL is a fixed ``https://{host}``: ``full_path`` is overridden to use
   ``bigcommerce.api_url`` (plain http for local fakes and the demo);
 - its timeout is a fixed 7 s: set from ``bigcommerce.timeout``;
-- a 429 raises at once: the client waits ``X-Rate-Limit-Time-Reset-Ms`` and retries;
+- a 429 raises at once: it becomes a ``BigCommerceError`` carrying
+  ``X-Rate-Limit-Time-Reset-Ms``, and the worker holds the store back that long
+  (never sleeping inside a call: one store's quota must not stall another store);
 - a 204 (empty list) comes back as a truthy empty object: read as ``[]``;
 - a 200 that is not JSON crashes inside it (``e.message``): checked first;
 - its resource classes drop keys that clash with method names (``products``,
@@ -18,23 +20,22 @@ exceptions. It is wrapped where it falls short (see README, "BigCommerce API use
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+from datetime import UTC
 from decimal import Decimal
+from email.utils import parsedate_to_datetime
 
 import requests
 from bigcommerce import exception as bc_exception
 from bigcommerce.connection import Connection, OAuthConnection
-from marshmallow import Schema, ValidationError, fields, pre_load
+from marshmallow import Schema, ValidationError, fields, post_load, pre_load
 
+from bridge.core.payload import text
 from bridge.core.retry import Failure
 from bridge.schemas import Lenient
 
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 250  # the V2 maximum: one call for all but the largest orders
-RATE_LIMIT_RETRIES = 3
-MAX_RATE_LIMIT_WAIT = 60.0  # seconds; the quota window is 30 s
 
 
 class BigCommerceError(Exception):
@@ -51,31 +52,66 @@ class BigCommerceError(Exception):
 
 
 class Money(fields.Decimal):
-    """A BigCommerce money string ("69.8400"); empty or null reads as zero."""
+    """A BigCommerce money string ("69.8400"); empty, null or missing reads as zero."""
 
     ZERO = Decimal("0")
 
     def __init__(self, **kwargs):
         super().__init__(load_default=lambda: Money.ZERO, **kwargs)
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def deserialize(self, value, attr=None, data=None, **kwargs):
         if value is None or value == "":
             return self.ZERO
-        return super()._deserialize(value, attr, data, **kwargs)
+        return super().deserialize(value, attr, data, **kwargs)
 
 
 class Text(fields.String):
-    """A string that may be null or missing in BigCommerce's answer; reads as ""."""
+    """A string that may be null, missing or padded in BigCommerce's answer; reads trimmed, "" when empty."""
 
     def __init__(self, **kwargs):
-        super().__init__(load_default="", allow_none=True, **kwargs)
+        super().__init__(load_default="", **kwargs)
 
-    def _deserialize(self, value, attr, data, **kwargs):
+    def deserialize(self, value, attr=None, data=None, **kwargs):
+        # marshmallow hands None straight back when allow_none: map it before that.
         if value is None:
             return ""
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)
-        return super()._deserialize(value, attr, data, **kwargs)
+        return text(super().deserialize(value, attr, data, **kwargs))
+
+
+class Count(fields.Integer):
+    """A whole number that may be null in BigCommerce's answer; reads as ``default``."""
+
+    def __init__(self, default: int | None = 0, **kwargs):
+        self._default = default
+        super().__init__(load_default=default, allow_none=True, **kwargs)
+
+    def deserialize(self, value, attr=None, data=None, **kwargs):
+        if value is None or value == "":
+            return self._default
+        return super().deserialize(value, attr, data, **kwargs)
+
+
+class Flag(fields.Boolean):
+    """A boolean that may be null; reads as False."""
+
+    def __init__(self, **kwargs):
+        super().__init__(load_default=False, **kwargs)
+
+    def deserialize(self, value, attr=None, data=None, **kwargs):
+        return False if value is None else super().deserialize(value, attr, data, **kwargs)
+
+
+def _epoch(rfc2822: str) -> float | None:
+    """BigCommerce's RFC 2822 dates ("Tue, 05 Mar 2019 21:40:11 +0000") as Unix seconds."""
+    try:
+        when = parsedate_to_datetime(rfc2822)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
 
 
 class BillingAddressSchema(Lenient):
@@ -91,7 +127,8 @@ class OrderSchema(Lenient):
     status_id = fields.Integer(required=True)
     status = Text()
     payment_status = Text()
-    is_deleted = fields.Boolean(load_default=False)
+    is_deleted = Flag()
+    channel_id = Count(default=1)
     total_inc_tax = Money()
     total_tax = Money()
     shipping_cost_ex_tax = Money()
@@ -106,6 +143,11 @@ class OrderSchema(Lenient):
     billing_address = fields.Nested(BillingAddressSchema, load_default=lambda: BillingAddressSchema().load({}))
     date_created = Text()
     date_modified = Text()
+
+    @post_load
+    def modified_at(self, data, **kwargs):
+        data["modified_at"] = _epoch(data["date_modified"])
+        return data
 
     @pre_load
     def tidy(self, data, **kwargs):
@@ -122,21 +164,18 @@ class OrderProductSchema(Lenient):
     """One line of ``GET /v2/orders/{id}/products``."""
 
     id = fields.Integer(required=True)
-    product_id = fields.Integer(load_default=0)
+    product_id = Count()
+    type = Text()
     name = Text()
     sku = Text()
-    quantity = fields.Integer(load_default=0)
+    quantity = Count()
     price_ex_tax = Money()
-    parent_order_product_id = fields.Integer(load_default=None, allow_none=True)
+    parent_order_product_id = Count(default=None)
 
     @pre_load
     def tidy(self, data, **kwargs):
         if isinstance(data, dict):
             data = dict(data)
-            if data.get("parent_order_product_id") == "":
-                data["parent_order_product_id"] = None
-            if data.get("product_id") is None:
-                data["product_id"] = 0  # a custom line in a manual order
         return data
 
 
@@ -201,45 +240,36 @@ class BigCommerceClient:
         access_token: str,
         client_id: str | None = None,
         timeout: float = 10.0,
-        sleep: Callable[[float], None] = time.sleep,
     ):
         self.store_hash = store_hash
         self._v2 = _Connection(
             api_url=api_url, store_hash=store_hash, access_token=access_token, client_id=client_id, timeout=timeout, version="v2"
         )
-        self._sleep = sleep
         self.calls = 0
 
     def _get(self, resource: str, **query):
-        """One GET, waiting out 429s; returns parsed JSON or None for 204."""
-        for attempt in range(RATE_LIMIT_RETRIES + 1):
-            self.calls += 1
-            try:
-                result = self._v2.get(resource, **query)
-            except bc_exception.RateLimitingException as error:
-                wait = _reset_seconds(error.response.headers)
-                if attempt == RATE_LIMIT_RETRIES or (wait is not None and wait > MAX_RATE_LIMIT_WAIT):
-                    raise BigCommerceError(f"BigCommerce rate limit reached on {resource}", status=429, retry_after=wait) from None
-                # Without the reset header, a 429 means platform load: back off progressively.
-                wait = wait if wait is not None else 2.0**attempt
-                log.info("BigCommerce rate limit on store %s: waiting %.1f s", self.store_hash, wait)
-                self._sleep(wait)
-                continue
-            except bc_exception.HttpException as error:
-                raise BigCommerceError(
-                    f"BigCommerce answered {error.status_code} to {resource}: {_short(error.content)}",
-                    status=error.status_code,
-                ) from None
-            except requests.Timeout:
-                raise BigCommerceError(f"BigCommerce did not answer {resource} in time", failure=Failure.TIMEOUT) from None
-            except requests.RequestException as error:
-                raise BigCommerceError(
-                    f"Could not reach BigCommerce for {resource}: {type(error).__name__}", failure=Failure.CONNECTION
-                ) from None
-            if self._v2._last_response is not None and self._v2._last_response.status_code == 204:
-                return None
-            return result
-        raise AssertionError("unreachable")
+        """One GET; returns parsed JSON, or None for 204."""
+        self.calls += 1
+        try:
+            result = self._v2.get(resource, **query)
+        except bc_exception.RateLimitingException as error:
+            raise BigCommerceError(
+                f"BigCommerce rate limit reached on {resource}", status=429, retry_after=_reset_seconds(error.response.headers)
+            ) from None
+        except bc_exception.HttpException as error:
+            raise BigCommerceError(
+                f"BigCommerce answered {error.status_code} to {resource}: {_short(error.content)}",
+                status=error.status_code,
+            ) from None
+        except requests.Timeout:
+            raise BigCommerceError(f"BigCommerce did not answer {resource} in time", failure=Failure.TIMEOUT) from None
+        except requests.RequestException as error:
+            raise BigCommerceError(
+                f"Could not reach BigCommerce for {resource}: {type(error).__name__}", failure=Failure.CONNECTION
+            ) from None
+        if self._v2._last_response is not None and self._v2._last_response.status_code == 204:
+            return None
+        return result
 
     def _load(self, schema: Schema, data, what: str, many: bool = False):
         try:
@@ -258,9 +288,10 @@ class BigCommerceClient:
                 break
             if not isinstance(batch, list):
                 raise BigCommerceError(f"BigCommerce sent {what} that is not a list", failure=Failure.BAD_RESPONSE)
-            items.extend(self._load(schema, batch, what, many=True))
-            if len(batch) < PAGE_SIZE:
+            if not batch:
                 break
+            items.extend(self._load(schema, batch, what, many=True))
+            # A short page is not proof of the last one: only an empty page or a 204 is.
             page += 1
         return items
 

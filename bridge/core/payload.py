@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 
+from bridge.core.rules import GIFT_CERTIFICATE
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 CENT = Decimal("0.01")
+ZERO = Decimal("0")
 MAX_CART_ID_LENGTH = 255
 
 # Where a cart id came from, most trusted first.
@@ -36,8 +41,18 @@ class CartId:
         return NO_CART_ID_NOTE if self.source == FALLBACK_SOURCE else None
 
 
+def text(value) -> str:
+    """A string from BigCommerce, trimmed; missing, null and odd values read as "".
+
+    Lone surrogates (JSON may spell them) cannot be encoded: they become U+FFFD.
+    """
+    if not isinstance(value, str):
+        return ""
+    return _SURROGATE.sub("\ufffd", value).strip()
+
+
 def usable_cart_id(value: str | None) -> str | None:
-    value = (value or "").strip()
+    value = text(value)
     return value if 0 < len(value) <= MAX_CART_ID_LENGTH else None
 
 
@@ -71,42 +86,74 @@ def coupon_codes(coupons: Iterable[Mapping], excluded: Iterable[str]) -> list[st
     skip = {code.casefold() for code in excluded}
     codes: list[str] = []
     for coupon in coupons:
-        code = (coupon.get("code") or "").strip()
+        code = text(coupon.get("code"))
         if code and code.casefold() not in skip:
             skip.add(code.casefold())
             codes.append(code)
     return codes
 
 
+def transaction_currency(order: Mapping) -> str:
+    """The currency the shopper paid in, falling back to the display currency."""
+    return text(order.get("default_currency_code")) or text(order.get("currency_code"))
+
+
+def line_sku(line: Mapping) -> str:
+    """The line's sku, else ``product-{product_id}``, else (a custom line) ``line-{id}``."""
+    sku = text(line.get("sku"))
+    if sku:
+        return sku
+    return f"product-{line['product_id']}" if line.get("product_id") else f"line-{line['id']}"
+
+
 def _item(line: Mapping) -> dict:
-    item = {
-        "sku": line["sku"].strip() or f"product-{line['product_id']}",
-        "quantity": line["quantity"],
-        "price": money(line["price_ex_tax"]),
-    }
-    if line["name"].strip():
-        item["name"] = line["name"].strip()
+    item = {"sku": line_sku(line), "quantity": line["quantity"], "price": money(line["price_ex_tax"])}
+    name = text(line.get("name"))
+    if name:
+        item["name"] = name
     return item
 
 
-def reportable_lines(lines: Sequence[Mapping]) -> list[Mapping]:
-    """Product lines that are reported: not bundle children, quantity above zero."""
-    return [line for line in lines if not line["parent_order_product_id"] and line["quantity"] > 0]
+def reportable_lines(lines: Sequence[Mapping], *, report_gift_certificates: bool = False) -> list[Mapping]:
+    """Product lines that are reported: not bundle children, quantity above zero, and gift
+    certificates only when the merchant reports them."""
+    return [
+        line
+        for line in lines
+        if not line.get("parent_order_product_id")
+        and (line.get("quantity") or 0) > 0
+        and (report_gift_certificates or line.get("type") != GIFT_CERTIFICATE)
+    ]
+
+
+def reported_lines(lines: Sequence[Mapping], *, report_gift_certificates: bool = False) -> list[dict]:
+    """What each reported item was, with its BigCommerce order-product id, so refunds can be
+    mapped back to reported lines later. In the order of the payload's ``items``."""
+    return [
+        {"order_product_id": line["id"], **_item(line)}
+        for line in reportable_lines(lines, report_gift_certificates=report_gift_certificates)
+    ]
 
 
 def _customer(order: Mapping) -> dict:
-    billing = order["billing_address"]
+    billing = order.get("billing_address") or {}
     customer = {
-        "first_name": billing["first_name"].strip(),
-        "last_name": billing["last_name"].strip(),
-        "email": billing["email"].strip(),
-        "ip_address": (order["ip_address"] or order["ip_address_v6"]).strip(),
+        "first_name": text(billing.get("first_name")),
+        "last_name": text(billing.get("last_name")),
+        "email": text(billing.get("email")),
+        "ip_address": text(order.get("ip_address")) or text(order.get("ip_address_v6")),
     }
     return {key: value for key, value in customer.items() if value}
 
 
 def build_paid_order(
-    order: Mapping, lines: Sequence[Mapping], coupons: Sequence[Mapping], *, cart_id: str, excluded_coupons: Iterable[str] = ()
+    order: Mapping,
+    lines: Sequence[Mapping],
+    coupons: Sequence[Mapping],
+    *,
+    cart_id: str,
+    excluded_coupons: Iterable[str] = (),
+    report_gift_certificates: bool = False,
 ) -> dict:
     """The body of Refersion's paid-order webhook for one order.
 
@@ -116,11 +163,12 @@ def build_paid_order(
     payload = {
         "cart_id": cart_id,
         "order_id": str(order["id"]),
-        "currency_code": order["default_currency_code"] or order["currency_code"],
-        "items": [_item(line) for line in reportable_lines(lines)],
+        "currency_code": transaction_currency(order),
+        "items": [_item(line) for line in reportable_lines(lines, report_gift_certificates=report_gift_certificates)],
         "shipping": money(order["shipping_cost_ex_tax"] + order["handling_cost_ex_tax"]),
         "tax": money(order["total_tax"]),
-        "discount": money(order["coupon_discount"] + order["discount_amount"]),
+        # A negative discount_amount is a surcharge, not a discount: it counts as 0.
+        "discount": money(max(order["coupon_discount"], ZERO) + max(order["discount_amount"], ZERO)),
     }
     codes = coupon_codes(coupons, excluded_coupons)
     if codes:

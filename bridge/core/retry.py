@@ -36,6 +36,7 @@ class Failure(enum.Enum):
 class Outcome:
     action: Action
     overloaded: bool = False  # the remote asked us to slow down
+    rate_limited: bool = False  # a 429: the caller's quota is spent until the remote's reset time
 
 
 def classify(status: int | None, failure: Failure | None = None) -> Outcome:
@@ -49,7 +50,7 @@ def classify(status: int | None, failure: Failure | None = None) -> Outcome:
     if status in (401, 403):
         return Outcome(Action.PAUSE)
     if status == 429:
-        return Outcome(Action.RETRY, overloaded=True)
+        return Outcome(Action.RETRY, overloaded=True, rate_limited=True)
     if status == 408 or status >= 500:
         return Outcome(Action.RETRY)
     return Outcome(Action.DEAD)

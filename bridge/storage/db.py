@@ -154,3 +154,78 @@ def m001_pipeline(db: Database) -> None:
         )
         """
     )
+
+
+@migrations()
+def m002_foundations(db: Database) -> None:
+    """Decision history, deliveries of several kinds, store holds and the store registry.
+
+    Upgrades a database written before: its decisions become the first history rows,
+    and refund events kept as 'deferred' are queued, as they now re-evaluate their order.
+    """
+    db.execute(
+        """
+        CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY,
+            store_hash TEXT NOT NULL,
+            order_id INTEGER NOT NULL,
+            verdict TEXT NOT NULL,
+            reasons TEXT NOT NULL,
+            order_modified REAL,
+            status_id INTEGER,
+            payment_status TEXT,
+            total TEXT,
+            currency TEXT,
+            cart_id_source TEXT,
+            note TEXT,
+            at REAL NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX decisions_order ON decisions (store_hash, order_id, id)")
+    db.execute("ALTER TABLE orders ADD COLUMN order_modified REAL")
+    db.execute(
+        """
+        INSERT INTO decisions (store_hash, order_id, verdict, reasons, status_id, payment_status, total, currency,
+                               cart_id_source, note, at)
+        SELECT store_hash, order_id, verdict, reasons, status_id, payment_status, total, currency, cart_id_source, note, evaluated_at
+        FROM orders ORDER BY evaluated_at
+        """
+    )
+    # Coupon pushes belong to no order; each row keeps what its sender needs besides the body.
+    db["deliveries"].transform(not_null={"order_id": False})
+    db.execute("ALTER TABLE deliveries ADD COLUMN meta TEXT")
+    db.execute("ALTER TABLE deliveries ADD COLUMN outcome TEXT")
+    db.execute(
+        """
+        CREATE TABLE holds (
+            store_hash TEXT NOT NULL,
+            service TEXT NOT NULL,
+            until REAL NOT NULL,
+            reason TEXT NOT NULL,
+            PRIMARY KEY (store_hash, service)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE stores (
+            store_hash TEXT PRIMARY KEY,
+            mode TEXT NOT NULL,
+            access_token TEXT,
+            scopes TEXT,
+            installed_by TEXT,
+            refersion_public_key TEXT,
+            refersion_secret_key TEXT,
+            installed_at REAL,
+            uninstalled_at REAL,
+            updated_at REAL NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        UPDATE events SET state = 'pending', due_at = received_at, outcome = NULL, note = NULL, finished_at = NULL
+        WHERE state = 'deferred' AND scope = 'store/order/refund/created'
+        """
+    )

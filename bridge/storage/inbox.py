@@ -9,19 +9,23 @@ from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
+from bridge.storage.carts import link_cart
 from bridge.storage.db import immediate
-from bridge.storage.queue import LEASE_SECONDS, PENDING, WORKING, LeasedTable, rows
+from bridge.storage.queue import LEASES, PENDING, LeasedTable, rows
 
-ORDER_SCOPES = ("store/order/statusUpdated", "store/order/created", "store/order/updated")
+REFUND_CREATED = "store/order/refund/created"
+# Events that make the worker look at the order again. A refund re-evaluates an order
+# whose report is not sent yet: it may no longer be eligible.
+ORDER_SCOPES = ("store/order/statusUpdated", "store/order/created", "store/order/updated", REFUND_CREATED)
 CART_CONVERTED = "store/cart/converted"
-# Kept, not yet acted on: cancellations and uninstalls are handled by later features,
-# which pick these events up where they were left.
-DEFERRED_SCOPES = ("store/order/refund/created", "store/app/uninstalled")
+# Kept, not yet acted on: uninstalls are handled by the app feature, which picks these
+# events up where they were left.
+DEFERRED_SCOPES = ("store/app/uninstalled",)
 HANDLED_SCOPES = (*ORDER_SCOPES, CART_CONVERTED, *DEFERRED_SCOPES)
 
 DONE, IGNORED, DEFERRED = "done", "ignored", "deferred"
 
-events = LeasedTable("events", service="bigcommerce")
+events = LeasedTable("events", services=("bigcommerce",))
 
 
 @dataclass(frozen=True)
@@ -103,45 +107,29 @@ def record_event(db: Database, envelope: Envelope, body: str, *, known_store: bo
         if not inserted:
             return None
         if envelope.scope == CART_CONVERTED and known_store:
-            db.execute(
-                """
-                INSERT INTO cart_links (store_hash, order_id, source, cart_id, recorded_at)
-                VALUES (?, ?, 'cart_converted', ?, ?)
-                ON CONFLICT (store_hash, order_id, source) DO UPDATE SET cart_id = excluded.cart_id, recorded_at = excluded.recorded_at
-                """,
-                [envelope.store_hash, envelope.order_id, envelope.cart_id, now],
+            link_cart(
+                db, store_hash=envelope.store_hash, order_id=envelope.order_id, source="cart_converted", cart_id=envelope.cart_id, now=now
             )
         return inserted[0]["id"]
 
 
-def claim_order_events(db: Database, *, owner: str, now: float) -> list[dict]:
+def claim_order_events(db: Database, *, owner: str, now: float, lease: float = LEASES.lease_seconds) -> list[dict]:
     """Claim the next due order event together with every other pending event for the same order.
 
     The worker reads the order's current state once for all of them: three webhooks
     fired by one checkout cost one round of BigCommerce calls, not three.
     """
     with immediate(db):
-        first = events.claim(db, owner=owner, now=now)
+        first = events.claim(db, owner=owner, now=now, lease=lease)
         if first is None:
             return []
         scopes = ", ".join(f"'{scope}'" for scope in ORDER_SCOPES)
-        siblings = rows(
-            db.execute(
-                f"""
-                UPDATE events SET state = :working, lease_owner = :owner, lease_until = :until
-                WHERE store_hash = :store AND order_id = :order AND state = :pending AND id != :id
-                  AND scope IN ({scopes})
-                RETURNING *
-                """,
-                {
-                    "working": WORKING,
-                    "pending": PENDING,
-                    "owner": owner,
-                    "until": now + LEASE_SECONDS,
-                    "store": first["store_hash"],
-                    "order": first["order_id"],
-                    "id": first["id"],
-                },
-            )
+        siblings = events.claim_pending(
+            db,
+            owner=owner,
+            now=now,
+            lease=lease,
+            where=f"store_hash = :store AND order_id = :order AND id != :id AND scope IN ({scopes})",
+            params={"store": first["store_hash"], "order": first["order_id"], "id": first["id"]},
         )
-    return [first, *sorted(siblings, key=lambda row: row["id"])]
+    return [first, *siblings]

@@ -1,50 +1,101 @@
-"""The outbox: what must reach Refersion, one row per order and kind, sent by the worker."""
+"""The outbox: everything that must reach an outside system, one row per deterministic key.
+
+Kinds: the paid report of an order (one per store and order), a cancellation (one per
+refund) and a coupon push (one per code). Enqueueing a key twice is a no-op, so a
+report can be queued only once whatever happens later.
+"""
 
 from __future__ import annotations
 
 from sqlite_utils import Database
 
-from bridge.storage.queue import PENDING, LeasedTable, rows
+from bridge.storage.queue import PENDING, WORKING, LeasedTable, rows
 
-PAID = "paid"
-DONE, DRY_RUN = "done", "dry_run"
+PAID, CANCEL, COUPON = "paid", "cancel", "coupon"
+DONE, DRY_RUN, SKIPPED = "done", "dry_run", "skipped"  # besides the queue's pending, working, dead
 
-deliveries = LeasedTable("deliveries", service="refersion")
+# A send re-reads the order first when its report has waited longer than this since it
+# was queued: the order may have been refunded or cancelled meanwhile.
+FRESH_SECONDS = 60.0
+
+deliveries = LeasedTable("deliveries", services=("refersion", "bigcommerce"))
 
 
-def delivery_key(kind: str, store_hash: str, order_id: int) -> str:
-    """Deterministic and unique: enqueueing the same report twice is a no-op."""
-    return f"{kind}:{store_hash}:{order_id}"
+def paid_key(store_hash: str, order_id: int) -> str:
+    return f"{PAID}:{store_hash}:{order_id}"
 
 
-def enqueue(db: Database, *, kind: str, store_hash: str, order_id: int, payload: str, now: float, dry_run: bool = False) -> bool:
-    """Queue a delivery unless one with the same key exists; True when queued now."""
-    # atomic(): a statement with RETURNING is not auto-committed by sqlite-utils.
-    with db.atomic():
-        inserted = rows(
-            db.execute(
-                """
-                INSERT INTO deliveries (key, kind, store_hash, order_id, payload, state, due_at, created_at, updated_at)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (key) DO NOTHING
-                RETURNING id
-                """,
-                [
-                    delivery_key(kind, store_hash, order_id),
-                    kind,
-                    store_hash,
-                    order_id,
-                    payload,
-                    DRY_RUN if dry_run else PENDING,
-                    now,
-                    now,
-                    now,
-                ],
-            )
+def cancel_key(store_hash: str, order_id: int, refund_id: int | str) -> str:
+    return f"{CANCEL}:{store_hash}:{order_id}:{refund_id}"
+
+
+def coupon_key(store_hash: str, code: str) -> str:
+    return f"{COUPON}:{store_hash}:{code.strip().casefold()}"
+
+
+def enqueue(
+    db: Database,
+    *,
+    key: str,
+    kind: str,
+    store_hash: str,
+    order_id: int | None,
+    payload: str,
+    now: float,
+    meta: str | None = None,
+    dry_run: bool = False,
+) -> bool:
+    """Queue a delivery unless one with the same key exists; True when queued now.
+
+    :param meta: JSON of what the kind's sender needs besides the body (for a paid
+        report, the BigCommerce order-product id of every item).
+    """
+    inserted = rows(
+        db.execute(
+            """
+            INSERT INTO deliveries (key, kind, store_hash, order_id, payload, meta, state, due_at, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (key) DO NOTHING
+            RETURNING id
+            """,
+            [key, kind, store_hash, order_id, payload, meta,
+             DRY_RUN if dry_run else PENDING, now, now, now],
         )
+    )  # fmt: skip
     return bool(inserted)
 
 
-def delivery_state(db: Database, *, kind: str, store_hash: str, order_id: int) -> str | None:
-    found = rows(db.execute("SELECT state FROM deliveries WHERE key = ?", [delivery_key(kind, store_hash, order_id)]))
-    return found[0]["state"] if found else None
+def rearm_skipped(db: Database, *, key: str, payload: str, meta: str | None, now: float, dry_run: bool = False) -> bool:
+    """Queue again a report that was dropped as no longer eligible, with a new body; True when it was."""
+    cursor = db.execute(
+        """
+        UPDATE deliveries SET payload = ?, meta = ?, state = ?, attempts = 0, due_at = ?, created_at = ?, updated_at = ?,
+            outcome = NULL, last_status = NULL, last_error = NULL, response = NULL
+        WHERE key = ? AND state = ?
+        """,
+        [payload, meta, DRY_RUN if dry_run else PENDING, now, now, now, key, SKIPPED],
+    )
+    return cursor.rowcount > 0
+
+
+def find(db: Database, key: str) -> dict | None:
+    found = rows(db.execute("SELECT * FROM deliveries WHERE key = ?", [key]))
+    return found[0] if found else None
+
+
+def skip_unsent(db: Database, *, key: str, outcome: str, now: float) -> bool:
+    """Drop a delivery nobody is sending (pending, not leased); True when it was dropped."""
+    cursor = db.execute(
+        "UPDATE deliveries SET state = ?, outcome = ?, updated_at = ?, done_at = ? WHERE key = ? AND state = ?",
+        [SKIPPED, outcome, now, now, key, PENDING],
+    )
+    return cursor.rowcount > 0
+
+
+def is_unsent(row: dict) -> bool:
+    return row["state"] in (PENDING, WORKING)
+
+
+def waited(row: dict, now: float) -> bool:
+    """True when this send follows a wait (a retry, a pause, a hold, a slow queue)."""
+    return row["attempts"] > 0 or now - row["created_at"] > FRESH_SECONDS

@@ -1,10 +1,13 @@
-"""Leased work queues in SQLite, shared by the event inbox and the Refersion outbox.
+"""Leased work queues in SQLite, shared by the event inbox and the outbox.
 
 An item is ``pending`` until a worker claims it; a claim sets ``working``, the
 worker's id and a short lease that the worker's heartbeat keeps renewing. A worker
 that dies stops renewing, its lease runs out, and the item is claimed again. Every
 settling update is fenced on the lease owner, so a worker that lost its lease
 cannot overwrite what the next owner did.
+
+Items of a store that is paused (its credentials were refused) or held (its API
+quota is spent until a known time) for a service the table needs are not claimed.
 """
 
 from __future__ import annotations
@@ -18,8 +21,31 @@ from sqlite_utils import Database
 PENDING = "pending"
 WORKING = "working"
 DEAD = "dead"  # gave up: the schedule ran out, or retrying cannot help
-LEASE_SECONDS = 15.0  # a dead worker's items are claimed again within this long
-HEARTBEAT_SECONDS = 5.0  # how often a live worker renews its leases
+
+
+@dataclass(frozen=True)
+class Leases:
+    """How long a claim lasts and how it is kept alive.
+
+    The heartbeat waits at most ``heartbeat_busy_timeout`` for the write lock, so a
+    renewal that cannot happen gives up in time for the next one: a live worker gets
+    two chances to renew before its lease runs out, and no peer takes work still on the wire.
+    """
+
+    lease_seconds: float = 15.0  # a dead worker's items are claimed again within this long
+    heartbeat_seconds: float = 5.0  # how often a live worker renews its leases
+    heartbeat_busy_timeout: float = 2.0  # seconds one renewal waits for the write lock
+
+    def check(self) -> None:
+        """Refuse timings under which a live worker could lose a lease it still needs."""
+        if 2 * self.heartbeat_seconds + self.heartbeat_busy_timeout >= self.lease_seconds:
+            raise ValueError(
+                f"lease of {self.lease_seconds} s is too short for a heartbeat every {self.heartbeat_seconds} s "
+                f"that waits up to {self.heartbeat_busy_timeout} s for the database"
+            )
+
+
+LEASES = Leases()
 
 
 def rows(cursor: sqlite3.Cursor) -> list[dict]:
@@ -29,46 +55,58 @@ def rows(cursor: sqlite3.Cursor) -> list[dict]:
 
 @dataclass(frozen=True)
 class LeasedTable:
-    """One queue table. ``service`` names the remote whose pause holds its items back."""
+    """One queue table. ``services`` name the remotes whose pause or hold keeps a store's items back."""
 
     table: str
-    service: str
+    services: tuple[str, ...]
 
-    def claim(self, db: Database, *, owner: str, now: float) -> dict | None:
-        """Claim the next due item, or one whose lease ran out. Call inside ``db.immediate``."""
+    def _claim(self, db: Database, *, owner: str, now: float, lease: float, where: str, params: dict) -> list[dict]:
         if not db.conn.in_transaction:
-            raise RuntimeError("claim() must run inside an immediate transaction")
-        found = rows(
+            raise RuntimeError("a claim must run inside an immediate transaction")
+        services = ", ".join(f"'{service}'" for service in self.services)
+        return rows(
             db.execute(
                 f"""
                 UPDATE {self.table}
                 SET state = :working, lease_owner = :owner, lease_until = :until
-                WHERE id = (
+                WHERE id IN (
                     SELECT id FROM {self.table}
-                    WHERE ((state = :pending AND due_at <= :now) OR (state = :working AND lease_until < :now))
-                      AND store_hash NOT IN (SELECT store_hash FROM pauses WHERE service = :service)
+                    WHERE ({where})
+                      AND store_hash NOT IN (SELECT store_hash FROM pauses WHERE service IN ({services}))
+                      AND store_hash NOT IN (SELECT store_hash FROM holds WHERE service IN ({services}) AND until > :now)
                     ORDER BY due_at, id
-                    LIMIT 1
+                    LIMIT :limit
                 )
                 RETURNING *
                 """,
-                {
-                    "working": WORKING,
-                    "pending": PENDING,
-                    "owner": owner,
-                    "until": now + LEASE_SECONDS,
-                    "now": now,
-                    "service": self.service,
-                },
+                {"working": WORKING, "pending": PENDING, "owner": owner, "until": now + lease, "now": now, "limit": -1, **params},
             )
+        )
+
+    def claim(self, db: Database, *, owner: str, now: float, lease: float = LEASES.lease_seconds) -> dict | None:
+        """Claim the next due item, or one whose lease ran out. Call inside ``db.immediate``."""
+        found = self._claim(
+            db,
+            owner=owner,
+            now=now,
+            lease=lease,
+            where="(state = :pending AND due_at <= :now) OR (state = :working AND lease_until < :now)",
+            params={"limit": 1},
         )
         return found[0] if found else None
 
-    def renew(self, db: Database, *, owner: str, now: float) -> int:
+    def claim_pending(
+        self, db: Database, *, owner: str, now: float, where: str, params: dict, lease: float = LEASES.lease_seconds
+    ) -> list[dict]:
+        """Claim every pending item matching ``where`` (due or not). Call inside ``db.immediate``."""
+        found = self._claim(db, owner=owner, now=now, lease=lease, where=f"state = :pending AND ({where})", params=params)
+        return sorted(found, key=lambda row: row["id"])
+
+    def renew(self, db: Database, *, owner: str, now: float, lease: float = LEASES.lease_seconds) -> int:
         """Extend every lease ``owner`` holds; returns how many."""
         cursor = db.execute(
             f"UPDATE {self.table} SET lease_until = ? WHERE lease_owner = ? AND state = ?",
-            [now + LEASE_SECONDS, owner, WORKING],
+            [now + lease, owner, WORKING],
         )
         return cursor.rowcount
 

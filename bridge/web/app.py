@@ -10,6 +10,7 @@ from werkzeug.exceptions import HTTPException
 
 from bridge.config import Settings
 from bridge.storage import db as database
+from bridge.storage.stores import StoreRegistry
 from bridge.web import health, webhooks
 from bridge.web.database import close_db
 
@@ -42,6 +43,7 @@ def create_app(settings: Settings) -> Flask:
     app = Flask(__name__, template_folder=str(TEMPLATES))
     app.config.update(
         BRIDGE_SETTINGS=settings,
+        BRIDGE_STORES=StoreRegistry(settings),
         # One byte over the limit, so the webhook view can tell a streamed body that
         # reaches it (too long) from one of exactly 64 KiB.
         MAX_CONTENT_LENGTH=webhooks.MAX_BODY_BYTES + 1,

@@ -8,7 +8,7 @@ import time
 
 from flask import Blueprint, Response, jsonify
 
-from bridge.storage.ledger import health_snapshot
+from bridge.storage.health import FAILING, health_snapshot
 from bridge.web.database import get_db
 
 log = logging.getLogger(__name__)
@@ -18,10 +18,10 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz() -> tuple[Response, int]:
-    """Database reachable, queue depth, age of the oldest pending delivery."""
+    """``ok``, ``degraded`` (anything dead or paused) or ``failing`` (503: no database), with the facts."""
     try:
         snapshot = health_snapshot(get_db(), now=time.time())
     except sqlite3.Error:
         log.exception("Health check could not read the database")
-        return jsonify(status="error", database="unreachable"), 503
-    return jsonify(status="ok", database="ok", **snapshot), 200
+        return jsonify(status=FAILING, database="unreachable", problems=["the database cannot be read"]), 503
+    return jsonify(snapshot), 200

@@ -21,7 +21,6 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge.schemas import Lenient
 from bridge.storage.inbox import CART_CONVERTED, HANDLED_SCOPES, Envelope, record_event
-from bridge.storage.stores import store_access
 from bridge.web.database import get_db
 
 log = logging.getLogger(__name__)
@@ -167,7 +166,7 @@ def receive() -> Response:
     except ValidationError as error:
         return _error(400, f"The body is not a BigCommerce webhook: {_describe(error.messages)}")
 
-    known_store = store_access(settings, envelope.store_hash) is not None
+    known_store = current_app.config["BRIDGE_STORES"].get(get_db(), envelope.store_hash) is not None
     try:
         event_id = record_event(get_db(), envelope, text, known_store=known_store, now=time.time())
     except sqlite3.Error:

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from bridge.core.rules import PAYMENT_STATUSES, Policy, Verdict, decide
+from bridge.core.rules import PAYMENT_STATUSES, Earlier, Policy, Verdict, decide, decide_lines, no_longer_eligible
 
 DEFAULT = Policy()
 
@@ -28,7 +28,7 @@ STATUS_TABLE = {
     11: (Verdict.REPORT, "eligible"),  # Awaiting Fulfillment
     12: (Verdict.WAIT, "status_not_yet"),  # Manual Verification Required
     13: (Verdict.WAIT, "status_not_yet"),  # Disputed
-    14: (Verdict.SKIP, "status_excluded"),  # Partially Refunded
+    14: (Verdict.REPORT, "eligible"),  # Partially Refunded: paid; its refunds follow as cancellations
 }
 
 
@@ -53,7 +53,7 @@ PAYMENT_TABLE = {
     "pending": (Verdict.WAIT, "payment_not_yet"),
     "": (Verdict.WAIT, "payment_not_yet"),
     "declined": (Verdict.SKIP, "payment_excluded"),
-    "partially refunded": (Verdict.SKIP, "payment_excluded"),
+    "partially refunded": (Verdict.REPORT, "eligible"),
     "refunded": (Verdict.SKIP, "payment_excluded"),
     "void": (Verdict.SKIP, "payment_excluded"),
     "void pending": (Verdict.SKIP, "payment_excluded"),
@@ -112,19 +112,57 @@ def test_missing_order_is_skipped_with_its_number():
 
 
 @pytest.mark.parametrize(
-    ("delivery_state", "code"),
+    ("earlier", "code"),
     [
-        ("done", "already_reported"),
-        ("pending", "already_queued"),
-        ("working", "already_queued"),
-        ("dead", "delivery_failed"),
-        ("dry_run", "already_evaluated_dry_run"),
+        (Earlier.REPORTED, "already_reported"),
+        (Earlier.QUEUED, "already_queued"),
+        (Earlier.FAILED, "delivery_failed"),
+        (Earlier.DRY_RUN, "already_evaluated_dry_run"),
     ],
 )
-def test_already_reported_orders_are_not_reported_again(delivery_state, code):
-    decision = decide(order(), DEFAULT, order_id=7, delivery_state=delivery_state)
+def test_already_reported_orders_are_not_reported_again(earlier, code):
+    decision = decide(order(), DEFAULT, order_id=7, earlier=earlier)
     assert decision.verdict is Verdict.SKIP
     assert decision.codes == [code]
+
+
+def test_without_cancellation_sync_a_partially_refunded_order_is_skipped():
+    policy = Policy(sync_cancellations=False)
+    assert decide(order(status_id=14), policy, order_id=7).codes == ["status_excluded"]
+    assert decide(order(payment_status="partially refunded"), policy, order_id=7).codes == ["payment_excluded"]
+    assert decide(order(status_id=14, payment_status="partially refunded"), policy, order_id=7).verdict is Verdict.SKIP
+
+
+@pytest.mark.parametrize("status_id", [4, 5])
+def test_fully_refunded_or_cancelled_orders_are_never_reported_even_with_cancellation_sync(status_id):
+    decision = decide(order(status_id=status_id, payment_status="refunded"), Policy(sync_cancellations=True), order_id=7)
+    assert decision.verdict is Verdict.SKIP
+
+
+@pytest.mark.parametrize(
+    ("channel_ids", "channel_id", "verdict"),
+    [(None, 1, Verdict.REPORT), (None, 664, Verdict.REPORT), (frozenset({1}), 1, Verdict.REPORT), (frozenset({1}), 664, Verdict.SKIP)],
+)
+def test_orders_from_channels_outside_rules_channel_ids_are_skipped(channel_ids, channel_id, verdict):
+    decision = decide({**order(), "channel_id": channel_id}, Policy(channel_ids=channel_ids), order_id=7)
+    assert decision.verdict is verdict
+    if verdict is Verdict.SKIP:
+        assert decision.codes == ["channel_excluded"]
+        assert "664" in decision.summary
+
+
+def test_an_order_of_only_gift_certificates_is_skipped_unless_they_are_reported():
+    lines = [{"id": 1, "type": "giftcertificate"}, {"id": 2, "type": "giftcertificate"}]
+    assert decide_lines(lines, Policy()).codes == ["gift_certificates_only"]
+    assert decide_lines(lines, Policy(report_gift_certificates=True)) is None
+    assert decide_lines([*lines, {"id": 3, "type": "physical"}], Policy()) is None
+    assert decide_lines([], Policy()) is None
+
+
+def test_no_longer_eligible_leads_with_its_own_reason_then_the_rules_reasons():
+    dropped = no_longer_eligible(decide(order(status_id=5), DEFAULT, order_id=7))
+    assert dropped.verdict is Verdict.SKIP
+    assert dropped.codes == ["no_longer_eligible", "status_excluded"]
 
 
 def test_every_failing_rule_is_listed_skips_first():

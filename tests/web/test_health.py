@@ -28,7 +28,7 @@ def test_health_is_503_when_the_database_cannot_be_read(client, settings):
         handle.write(b"this is not a database" * 100)
     response = client.get("/healthz")
     assert response.status_code == 503
-    assert response.get_json() == {"status": "error", "database": "unreachable"}
+    assert response.get_json() == {"status": "failing", "database": "unreachable", "problems": ["the database cannot be read"]}
 
 
 @pytest.mark.parametrize(("accept", "kind"), [("text/html", "text/html"), ("application/json", "application/json")])

@@ -94,10 +94,11 @@ def test_cart_converted_links_the_cart_to_the_order(client, db):
     ]
 
 
-def test_refunds_are_kept_for_the_cancellation_feature(client, db):
+def test_refunds_are_queued_to_re_evaluate_their_order(client, db):
     body = envelope("store/order/refund/created", {"type": "order", "id": 250, "refund": {"refund_id": 3}})
     assert post_webhook(client, body).status_code == 200
-    assert event_rows(db)[0]["state"] == "deferred"
+    (row,) = event_rows(db)
+    assert (row["state"], row["order_id"]) == ("pending", 250)
 
 
 def test_unhandled_scopes_are_acknowledged_and_recorded_as_ignored(client, db):

@@ -7,18 +7,20 @@ import pytest
 
 from bridge.storage import inbox, outbox
 from bridge.storage.db import immediate
-from bridge.storage.queue import LEASE_SECONDS
-from tests.conftest import post_webhook, queue_delivery, status_updated
+from bridge.storage.queue import LEASES, Leases
+from tests.conftest import post_webhook, status_updated
 from tests.fakes import Scripted, load_fixture
 from tests.processes import wait_for
+
+LEASE_SECONDS = LEASES.lease_seconds
 
 
 def test_leases_are_short_enough_to_recover_within_30_seconds():
     assert LEASE_SECONDS <= 30
 
 
-def test_a_delivery_claimed_by_a_dead_worker_is_taken_up_when_its_lease_runs_out(worker, refersion, db, clock):
-    queue_delivery(db, 71, clock.now)
+def test_a_delivery_claimed_by_a_dead_worker_is_taken_up_when_its_lease_runs_out(worker, refersion, db, clock, queue_report):
+    queue_report(71, clock.now)
     with immediate(db):
         assert outbox.deliveries.claim(db, owner="crashed-worker", now=clock.now)["order_id"] == 71
     clock.advance(LEASE_SECONDS - 1)
@@ -39,8 +41,8 @@ def test_an_event_claimed_by_a_dead_worker_is_taken_up_when_its_lease_runs_out(c
     assert refersion.order_ids == [str(order_id)]
 
 
-def test_a_worker_that_lost_its_lease_cannot_overwrite_the_next_owner(db, clock):
-    queue_delivery(db, 72, clock.now)
+def test_a_worker_that_lost_its_lease_cannot_overwrite_the_next_owner(db, clock, queue_report):
+    queue_report(72, clock.now)
     with immediate(db):
         row = outbox.deliveries.claim(db, owner="slow-worker", now=clock.now)
     with immediate(db):
@@ -50,8 +52,8 @@ def test_a_worker_that_lost_its_lease_cannot_overwrite_the_next_owner(db, clock)
     assert next(db.query("SELECT state FROM deliveries"))["state"] == "done"
 
 
-def test_a_heartbeat_keeps_a_long_call_from_being_taken_over(db, clock):
-    queue_delivery(db, 73, clock.now)
+def test_a_heartbeat_keeps_a_long_call_from_being_taken_over(db, clock, queue_report):
+    queue_report(73, clock.now)
     with immediate(db):
         outbox.deliveries.claim(db, owner="busy-worker", now=clock.now)
     for _ in range(10):  # a call far longer than one lease, renewed every few seconds
@@ -105,12 +107,12 @@ def test_killed_workers_lose_nothing_and_work_resumes_within_30_seconds_of_a_res
     assert len(refersion.received) == 1
 
 
-def test_two_workers_on_one_database_never_send_the_same_delivery_twice(spawn, client, bigcommerce, refersion, db):
+def test_two_workers_on_one_database_never_send_the_same_delivery_twice(spawn, client, bigcommerce, refersion, db, queue_report):
     orders = [bigcommerce.add(load_fixture("manual_discount"), id=1000 + n) for n in range(30)]
     for order_id in orders:
         post_webhook(client, status_updated(order_id, 11))
     for n in range(30):  # and some that go straight to the outbox
-        queue_delivery(db, 5000 + n, time.time())
+        queue_report(5000 + n, time.time())
 
     workers = [spawn(["worker"], FAST_POLL) for _ in range(2)]
     try:
@@ -139,11 +141,11 @@ REFUSE_DONE = (
 )
 
 
-def test_an_answer_is_held_until_the_database_takes_it_and_never_sent_twice(worker, refersion, db, clock):
+def test_an_answer_is_held_until_the_database_takes_it_and_never_sent_twice(worker, refersion, db, clock, queue_report):
     """Refersion accepted the order, then the database refused to record it (here a
     trigger stands in for a full disk): the worker keeps the answer and retries the
     write, rather than sending the order again."""
-    queue_delivery(db, 74, clock.now)
+    queue_report(74, clock.now)
     db.execute(REFUSE_DONE)
     stop, running = run_in_thread(worker)
     try:
@@ -157,8 +159,8 @@ def test_an_answer_is_held_until_the_database_takes_it_and_never_sent_twice(work
     assert refersion.attempts == ["74"]
 
 
-def test_a_stop_request_does_not_throw_away_an_answer_the_database_has_not_taken(worker, refersion, db, clock):
-    queue_delivery(db, 76, clock.now)
+def test_a_stop_request_does_not_throw_away_an_answer_the_database_has_not_taken(worker, refersion, db, clock, queue_report):
+    queue_report(76, clock.now)
     db.execute(REFUSE_DONE)
     stop, running = run_in_thread(worker)
     try:
@@ -173,11 +175,11 @@ def test_a_stop_request_does_not_throw_away_an_answer_the_database_has_not_taken
     assert refersion.attempts == ["76"]
 
 
-def test_work_given_back_after_an_error_is_one_failed_attempt_not_a_held_item(worker, db, clock):
+def test_work_given_back_after_an_error_is_one_failed_attempt_not_a_held_item(worker, db, clock, queue_report):
     """Whatever the worker holds when an unexpected error reaches its loop goes back to
     the queue on the schedule: neither held by a live worker whose heartbeat would renew
     the lease forever, nor free to come straight back in a tight loop."""
-    queue_delivery(db, 77, clock.now)
+    queue_report(77, clock.now)
     with immediate(db):
         outbox.deliveries.claim(db, owner=worker.owner, now=clock.now)
     worker.give_back("internal error: KeyError")
@@ -187,11 +189,13 @@ def test_work_given_back_after_an_error_is_one_failed_attempt_not_a_held_item(wo
     assert row["last_error"] == "internal error: KeyError"
 
 
-def test_a_worker_that_cannot_write_at_all_stops_and_its_successor_takes_over(worker, make_worker, refersion, db, clock, monkeypatch):
+def test_a_worker_that_cannot_write_at_all_stops_and_its_successor_takes_over(
+    worker, make_worker, refersion, db, clock, monkeypatch, queue_report
+):
     """Past DB_RETRY_SECONDS, with even the hand-back refused, the worker exits (crash-only)
     instead of spinning; once the database is back, a new worker finishes the job."""
-    monkeypatch.setattr("bridge.worker.loop.DB_RETRY_SECONDS", 0.3)
-    queue_delivery(db, 78, clock.now)
+    worker.ctx.db_retry_seconds = 0.3
+    queue_report(78, clock.now)
     db.execute(REFUSE_DONE)
     raised = []
     running = threading.Thread(target=lambda: _capture(raised, worker.run, threading.Event()))
@@ -213,14 +217,15 @@ def _capture(raised, function, *args):
         raised.append(error)
 
 
-def test_leases_are_renewed_until_the_item_in_hand_is_settled_even_after_a_stop_request(make_worker, refersion, db, monkeypatch):
+def test_leases_are_renewed_until_the_item_in_hand_is_settled_even_after_a_stop_request(
+    make_worker, refersion, db, monkeypatch, queue_report
+):
     """SIGTERM arrives while a slow Refersion call is in flight: the worker finishes it,
     and its lease must outlive the stop request, or a second worker would send again."""
-    monkeypatch.setattr("bridge.storage.queue.LEASE_SECONDS", 1.0)
-    monkeypatch.setattr("bridge.worker.loop.HEARTBEAT_SECONDS", 0.2)
     refersion.answer_next(200, body="{}", delay=1.8)  # under the 2 s timeout, over the 1 s lease
-    queue_delivery(db, 79, time.time())
-    first, second = make_worker(clock=time.time), make_worker(clock=time.time)
+    queue_report(79, time.time())
+    leases = Leases(lease_seconds=1.0, heartbeat_seconds=0.2, heartbeat_busy_timeout=0.1)
+    first, second = make_worker(clock=time.time, leases=leases), make_worker(clock=time.time, leases=leases)
     stop, running = run_in_thread(first)
     try:
         wait_for(lambda: len(refersion.attempts) == 1, timeout=10)

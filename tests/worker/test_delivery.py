@@ -4,13 +4,9 @@ import socket
 
 import pytest
 
-from bridge.storage import ledger, outbox
-from bridge.storage.stores import credentials_fingerprint
+from bridge.storage import outbox, pauses
+from bridge.storage.db import immediate
 from tests.conftest import queue_delivery
-
-
-def queue(db, clock, order_id=501, store_hash="abc123"):
-    queue_delivery(db, order_id, clock.now, store_hash)
 
 
 def delivery(db, order_id=501):
@@ -40,11 +36,11 @@ OUTCOMES = {
 
 
 @pytest.mark.parametrize("case", list(OUTCOMES))
-def test_delivery_outcome_table(case, make_settings, make_worker, refersion, db, clock):
+def test_delivery_outcome_table(case, make_settings, make_worker, refersion, db, clock, queue_report):
     answer, (state, attempts, wait, paused) = OUTCOMES[case]
     worker = make_worker(make_settings(refersion_timeout="0.3"))
     refersion.answer_next(**answer)
-    queue(db, clock)
+    queue_report(501, clock.now)
     assert worker.deliver_next() is True
 
     row = delivery(db)
@@ -60,9 +56,9 @@ def test_delivery_outcome_table(case, make_settings, make_worker, refersion, db,
         assert row["response"] == '{"error":"Missing required field items"}'  # kept for the status page
 
 
-def test_connection_refused_is_retried(make_settings, make_worker, db, clock):
+def test_connection_refused_is_retried(make_settings, make_worker, db, clock, queue_report):
     worker = make_worker(make_settings(refersion_orders_url=f"http://127.0.0.1:{closed_port()}/tracker/orders/paid"))
-    queue(db, clock)
+    queue_report(501, clock.now)
     worker.deliver_next()
     row = delivery(db)
     assert (row["state"], row["attempts"], row["last_status"]) == ("pending", 1, None)
@@ -70,9 +66,9 @@ def test_connection_refused_is_retried(make_settings, make_worker, db, clock):
     assert "could not reach Refersion" in row["last_error"]
 
 
-def test_a_retry_waits_for_its_time_then_succeeds(worker, refersion, db, clock):
+def test_a_retry_waits_for_its_time_then_succeeds(worker, refersion, db, clock, queue_report):
     refersion.answer_next(500)
-    queue(db, clock)
+    queue_report(501, clock.now)
     worker.deliver_next()
     assert worker.deliver_next() is False  # not due yet
     clock.advance(4.9)
@@ -83,10 +79,10 @@ def test_a_retry_waits_for_its_time_then_succeeds(worker, refersion, db, clock):
     assert refersion.attempts == ["501", "501"]
 
 
-def test_a_delivery_is_dead_when_the_schedule_runs_out(make_settings, make_worker, refersion, db, clock):
+def test_a_delivery_is_dead_when_the_schedule_runs_out(make_settings, make_worker, refersion, db, clock, queue_report):
     worker = make_worker(make_settings(worker_retry_schedule="[5, 10]"))
     refersion.answer_next(502, times=5)
-    queue(db, clock)
+    queue_report(501, clock.now)
     for _ in range(3):
         clock.advance(11)
         worker.deliver_next()
@@ -97,19 +93,21 @@ def test_a_delivery_is_dead_when_the_schedule_runs_out(make_settings, make_worke
     assert worker.deliver_next() is False
 
 
-def test_jitter_spreads_retries(make_settings, make_worker, refersion, db, clock):
+def test_jitter_spreads_retries(make_settings, make_worker, refersion, db, clock, queue_report):
     worker = make_worker(rng=lambda: 0.0)
     refersion.answer_next(500)
-    queue(db, clock)
+    queue_report(501, clock.now)
     worker.deliver_next()
     assert delivery(db)["due_at"] == pytest.approx(clock.now + 4.0)  # 5 s - 20 %
 
 
-def test_refused_keys_pause_the_store_without_burning_attempts_until_the_keys_change(make_settings, make_worker, refersion, db, clock):
+def test_refused_keys_pause_the_store_without_burning_attempts_until_the_keys_change(
+    make_settings, make_worker, refersion, db, clock, queue_report
+):
     refersion.secret_key = "sec_rotated_in_refersion"
     worker = make_worker()
-    queue(db, clock, 501)
-    queue(db, clock, 502)
+    queue_report(501, clock.now)
+    queue_report(502, clock.now)
     worker.deliver_next()
     clock.advance(7 * 86400)
     assert worker.deliver_next() is False  # the whole store waits, for as long as it takes
@@ -125,26 +123,20 @@ def test_refused_keys_pause_the_store_without_burning_attempts_until_the_keys_ch
     assert list(db.query("SELECT * FROM pauses")) == []
 
 
-def test_a_pause_for_one_store_does_not_hold_back_another(settings, make_worker, refersion, db, clock):
+def test_a_pause_for_one_store_does_not_hold_back_another(settings, make_worker, refersion, db, clock, queue_report):
     worker = make_worker()
-    ledger.pause(
-        db,
-        store_hash="otherstore",
-        service="refersion",
-        fingerprint=credentials_fingerprint(settings, "otherstore", "refersion"),
-        reason="refused",
-        now=0,
-    )
-    queue(db, clock, 601, store_hash="otherstore")
-    queue(db, clock, 602)
+    with immediate(db):
+        pauses.pause(db, store_hash="otherstore", service="refersion", fingerprint="0123456789abcdef", reason="refused", now=0)
+    queue_delivery(db, 601, clock.now, store_hash="otherstore")
+    queue_report(602, clock.now)
     worker.run_until_idle()
     assert refersion.order_ids == ["602"]
     assert delivery(db, 601)["state"] == "pending"
 
 
-def test_the_secret_key_never_reaches_the_stored_response(worker, refersion, db, clock):
+def test_the_secret_key_never_reaches_the_stored_response(worker, refersion, db, clock, queue_report):
     refersion.answer_next(400, body='{"error": "bad key sec_test_9f8e7d6c5b4a"}')
-    queue(db, clock)
+    queue_report(501, clock.now)
     worker.deliver_next()
     row = delivery(db)
     assert "sec_test_9f8e7d6c5b4a" not in row["response"]
@@ -152,24 +144,28 @@ def test_the_secret_key_never_reaches_the_stored_response(worker, refersion, db,
 
 
 def test_enqueueing_twice_is_a_no_op(db, clock):
-    assert outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=7, payload="{}", now=clock.now) is True
-    assert outbox.enqueue(db, kind=outbox.PAID, store_hash="abc123", order_id=7, payload='{"other": 1}', now=clock.now) is False
+    key = outbox.paid_key("abc123", 7)
+    with immediate(db):
+        assert outbox.enqueue(db, key=key, kind=outbox.PAID, store_hash="abc123", order_id=7, payload="{}", now=clock.now) is True
+        assert (
+            outbox.enqueue(db, key=key, kind=outbox.PAID, store_hash="abc123", order_id=7, payload='{"other": 1}', now=clock.now) is False
+        )
     assert [row["payload"] for row in db.query("SELECT payload FROM deliveries")] == ["{}"]
 
 
-def test_an_echoed_secret_key_is_redacted_even_where_the_kept_answer_is_cut(worker, refersion, db, clock):
+def test_an_echoed_secret_key_is_redacted_even_where_the_kept_answer_is_cut(worker, refersion, db, clock, queue_report):
     body = "x" * 1995 + "key=sec_test_9f8e7d6c5b4a" + "y" * 100
     refersion.answer_next(400, body=body)
-    queue(db, clock)
+    queue_report(501, clock.now)
     worker.deliver_next()
     response = delivery(db)["response"]
     assert "sec_te" not in response
     assert len(response) == 2000
 
 
-def test_an_unreadable_retry_after_falls_back_to_the_schedule(worker, refersion, db, clock):
+def test_an_unreadable_retry_after_falls_back_to_the_schedule(worker, refersion, db, clock, queue_report):
     refersion.answer_next(503, headers={"Retry-After": "²"})
-    queue(db, clock)
+    queue_report(501, clock.now)
     worker.deliver_next()
     row = delivery(db)
     assert (row["state"], row["attempts"]) == ("pending", 1)

@@ -1,0 +1,150 @@
+"""What every job handler of one worker shares: the database, the clock, the clients,
+and the few ways a failed attempt is written back."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+from bridge.clients.bigcommerce import BigCommerceClient
+from bridge.clients.refersion import RefersionClient
+from bridge.config import Settings
+from bridge.core.retry import Action, Outcome
+from bridge.storage import pauses
+from bridge.storage.db import immediate
+from bridge.storage.queue import DEAD, PENDING, Leases
+from bridge.storage.stores import Store, StoreRegistry
+
+log = logging.getLogger(__name__)
+
+DB_RETRY_SECONDS = 300.0  # how long an answer already received is held while the database refuses it
+STOP_GRACE_SECONDS = 20.0  # the same after a stop request (bridge serve waits 30 s before killing)
+RATE_LIMIT_HOLD_SECONDS = 10.0  # a 429 without a reset time: platform load, not our quota
+
+
+class Context:
+    """One worker's shared state; handlers receive it and keep none of their own."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        db: Database,
+        clock: Callable[[], float],
+        rng: Callable[[], float],
+        owner: str,
+        leases: Leases,
+    ):
+        self.settings = settings
+        self.policy = settings.rules
+        self.retry = settings.worker.retry
+        self.stores = StoreRegistry(settings)
+        self.db = db
+        self.clock = clock
+        self.rng = rng
+        self.owner = owner
+        self.leases = leases
+        self.stop = threading.Event()
+        self.db_retry_seconds = DB_RETRY_SECONDS
+        self.unrecorded: tuple | None = None  # (delivery row, reply) the database has not taken yet
+        self._bigcommerce: dict[str, tuple[Store, BigCommerceClient]] = {}
+        self._refersion: dict[tuple[str, str], RefersionClient] = {}
+
+    # --- clients, one per store and credentials ----------------------------------------
+
+    def bigcommerce(self, store: Store) -> BigCommerceClient:
+        cached = self._bigcommerce.get(store.store_hash)
+        if cached is None or cached[0] != store:
+            if cached is not None:
+                cached[1].close()
+            bc = self.settings.bigcommerce
+            client = BigCommerceClient(
+                api_url=bc.api_url,
+                store_hash=store.store_hash,
+                access_token=store.access_token,
+                client_id=store.client_id,
+                timeout=bc.timeout,
+            )
+            cached = self._bigcommerce[store.store_hash] = (store, client)
+        return cached[1]
+
+    def refersion(self, store: Store) -> RefersionClient:
+        """The client for the store's Refersion key pair (stores sharing a pair share it)."""
+        key = (store.refersion.public_key, store.fingerprint("refersion"))
+        client = self._refersion.get(key)
+        if client is None:
+            ref = self.settings.refersion
+            client = self._refersion[key] = RefersionClient(
+                orders_url=ref.orders_url,
+                public_key=store.refersion.public_key,
+                secret_key=store.refersion.secret_key,
+                timeout=ref.timeout,
+            )
+        return client
+
+    def close(self) -> None:
+        for _, client in self._bigcommerce.values():
+            client.close()
+        for client in self._refersion.values():
+            client.close()
+
+    # --- writing outcomes back ------------------------------------------------------
+
+    def failure_columns(self, failures: int, outcome: Outcome, retry_after: float | None, error: str) -> dict:
+        """How a failed attempt is written back: retried later on the schedule, or dead."""
+        now = self.clock()
+        delay = None
+        if outcome.action is Action.RETRY:
+            delay = self.retry.delay(failures, jitter=self.rng(), retry_after=retry_after, overloaded=outcome.overloaded)
+        if delay is None:
+            return {"state": DEAD, "attempts": failures, "last_error": error}
+        return {"state": PENDING, "attempts": failures, "due_at": now + delay, "last_error": error}
+
+    def pause(self, store_hash: str, service: str, reason: str) -> None:
+        """Hold a store's work for ``service`` until its credentials change (call in a transaction)."""
+        store = self.stores.get(self.db, store_hash)
+        fingerprint = store.fingerprint(service) if store else ""
+        pauses.pause(self.db, store_hash=store_hash, service=service, fingerprint=fingerprint, reason=reason, now=self.clock())
+        log.warning("Paused %s work for store %s: %s", service, store_hash, reason)
+
+    def hold(self, store_hash: str, service: str, retry_after: float | None, reason: str) -> float:
+        """Claim none of a store's ``service`` work until its quota resets; returns that time."""
+        until = self.clock() + (retry_after if retry_after is not None else RATE_LIMIT_HOLD_SECONDS)
+        pauses.hold(self.db, store_hash=store_hash, service=service, until=until, reason=reason)
+        log.info("Holding %s work for store %s for %.1f s: %s", service, store_hash, until - self.clock(), reason)
+        return until
+
+    def write(self, what: str, write: Callable[[], None]) -> None:
+        """Run ``write`` in a transaction, retrying while the database refuses it.
+
+        Used once an outside system has answered: losing that answer would mean asking
+        (or sending) again. Gives up after DB_RETRY_SECONDS, or STOP_GRACE_SECONDS
+        after a stop request.
+        """
+        delay = 0.5
+        deadline = time.monotonic() + self.db_retry_seconds
+        stopping_deadline = None
+        while True:
+            try:
+                with immediate(self.db):
+                    write()
+                return
+            except sqlite3.Error as error:
+                now = time.monotonic()
+                if self.stop.is_set():
+                    stopping_deadline = stopping_deadline or now + STOP_GRACE_SECONDS
+                    deadline = min(deadline, stopping_deadline)
+                if now >= deadline:
+                    raise
+                wait = min(delay, deadline - now)
+                log.error("Could not record %s (%s); retrying in %.1f s", what, error, wait)
+                if self.stop.is_set():
+                    time.sleep(wait)
+                else:
+                    self.stop.wait(wait)  # a stop request shortens the wait, not the retries
+                delay = min(delay * 2, 30.0)

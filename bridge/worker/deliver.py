@@ -1,0 +1,124 @@
+"""Job ``deliver``: send the next due outbox row with its kind's sender and record the answer.
+
+A paid report that has waited (a retry, a pause, a hold, a slow queue) is sent only
+after one fresh read of the order: an order refunded or cancelled meanwhile is no
+longer eligible, and its report is dropped instead of falsely crediting an affiliate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from bridge.clients.bigcommerce import BigCommerceError
+from bridge.clients.refersion import Reply
+from bridge.core import rules
+from bridge.core.retry import Action, Failure, classify, parse_retry_after
+from bridge.storage import outbox
+from bridge.storage.db import immediate
+from bridge.storage.queue import DEAD, PENDING
+from bridge.storage.stores import Store
+from bridge.worker.context import Context
+from bridge.worker.evaluate import record
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_STORE_DELAY = 3600.0  # seconds: a row whose store has no credentials now waits for them, unsent
+
+
+def send_paid(ctx: Context, store: Store, row: dict) -> Reply:
+    return ctx.refersion(store).post_paid_order(row["payload"])
+
+
+# One sender per kind; cancellations and coupon pushes join here with their features.
+SENDERS: dict[str, Callable[[Context, Store, dict], Reply]] = {outbox.PAID: send_paid}
+
+
+def handle_next(ctx: Context) -> bool:
+    """Send the next due delivery; False when none is due.
+
+    The answer is parked in ``ctx.unrecorded`` until the database takes it, so the loop
+    can still record it if this handler is interrupted.
+    """
+    with immediate(ctx.db):
+        row = outbox.deliveries.claim(ctx.db, owner=ctx.owner, now=ctx.clock(), lease=ctx.leases.lease_seconds)
+    if row is None:
+        return False
+    what = f"{row['kind']} delivery {row['id']} (order {row['order_id']} of store {row['store_hash']})"
+    store = ctx.stores.get(ctx.db, row["store_hash"])
+    sender = SENDERS.get(row["kind"])
+    if store is None or sender is None:
+        reason = f"no credentials for store {row['store_hash']}" if store is None else f"no sender for kind {row['kind']}"
+        with immediate(ctx.db):
+            outbox.deliveries.settle(
+                ctx.db, [row["id"]], owner=ctx.owner, state=PENDING, due_at=ctx.clock() + UNKNOWN_STORE_DELAY, last_error=reason
+            )
+        log.warning("Holding %s: %s", what, reason)
+        return True
+    if row["kind"] == outbox.PAID and outbox.waited(row, ctx.clock()) and not _still_eligible(ctx, store, row):
+        return True
+    try:
+        reply = sender(ctx, store, row)
+    except Exception as error:  # a bug on our side, not an answer from the remote
+        log.exception("Error while sending %s", what)
+        reply = Reply(None, body=f"internal error: {type(error).__name__}", failure=Failure.INTERNAL)
+    ctx.unrecorded = (row, reply)
+    ctx.write(f"the answer to {what}", lambda: record_reply(ctx, row, reply))
+    ctx.unrecorded = None
+    return True
+
+
+def _still_eligible(ctx: Context, store: Store, row: dict) -> bool:
+    """Re-read a waited report's order; settle the row (dropped, or failed) and return False when it is not sent now."""
+    order_id = row["order_id"]
+    try:
+        order = ctx.bigcommerce(store).fetch_order(order_id)
+    except BigCommerceError as error:
+        outcome = classify(error.status, error.failure)
+        with immediate(ctx.db):
+            if outcome.action is Action.PAUSE:
+                ctx.pause(row["store_hash"], "bigcommerce", f"BigCommerce refused the store's API credentials: {error}")
+                settle = {"state": PENDING, "due_at": ctx.clock(), "last_error": str(error)}
+            elif outcome.rate_limited:
+                until = ctx.hold(row["store_hash"], "bigcommerce", error.retry_after, str(error))
+                settle = {"state": PENDING, "due_at": until, "last_error": str(error)}
+            else:
+                settle = ctx.failure_columns(row["attempts"] + 1, outcome, error.retry_after, f"re-reading the order: {error}")
+            outbox.deliveries.settle(ctx.db, [row["id"]], owner=ctx.owner, updated_at=ctx.clock(), **settle)
+        log.warning("Could not re-read order %s before sending its report: %s", order_id, error)
+        return False
+    decision = rules.decide(order, ctx.policy, order_id=order_id)
+    if decision.report:
+        return True
+    dropped = rules.no_longer_eligible(decision)
+    now = ctx.clock()
+    with immediate(ctx.db):
+        if outbox.deliveries.settle(
+            ctx.db, [row["id"]], owner=ctx.owner, state=outbox.SKIPPED, outcome="no_longer_eligible", updated_at=now, done_at=now
+        ):
+            record(ctx, row["store_hash"], order_id, dropped, order, force=True)
+    log.info("Order %s of store %s: report dropped before sending (%s)", order_id, row["store_hash"], ", ".join(dropped.codes))
+    return False
+
+
+def record_reply(ctx: Context, row: dict, reply: Reply) -> None:
+    """Write what the remote answered and what follows from it (call in a transaction)."""
+    outcome = classify(reply.status, reply.failure)
+    now = ctx.clock()
+    seen = {"last_status": reply.status, "response": reply.body if reply.status else None, "updated_at": now}
+    what = f"order {row['order_id']} of store {row['store_hash']} ({row['kind']})"
+    if outcome.action is Action.DONE:
+        settle = {"state": outbox.DONE, "done_at": now, "last_error": None}
+        log.info("Reported %s to Refersion (HTTP %s)", what, reply.status)
+    elif outcome.action is Action.PAUSE:
+        ctx.pause(row["store_hash"], "refersion", f"Refersion refused the API keys ({reply.summary}).")
+        settle = {"state": PENDING, "due_at": now, "last_error": reply.summary}
+    else:
+        retry_after = parse_retry_after(reply.retry_after, now)
+        settle = ctx.failure_columns(row["attempts"] + 1, outcome, retry_after, reply.summary)
+        if settle["state"] == DEAD:
+            log.error("Delivery of %s is dead after %d attempts: %s", what, settle["attempts"], reply.summary)
+        else:
+            log.warning("Delivery of %s failed (%s); retrying in %.0f s", what, reply.summary, settle["due_at"] - now)
+    if not outbox.deliveries.settle(ctx.db, [row["id"]], owner=ctx.owner, **seen, **settle):
+        log.warning("Lost the lease on delivery %s before recording the answer", row["id"])

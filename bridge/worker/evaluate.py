@@ -1,0 +1,208 @@
+"""Job ``evaluate``: turn an order's webhook events into a decision, and a report when it is eligible.
+
+The order's *current* state is read from BigCommerce (events arrive late and out of
+order); the rules decide; an eligible order's report goes into the outbox under its
+one key. An order whose report waits unsent is looked at again: if it is no longer
+eligible (refunded, cancelled), the report is dropped before anyone sends it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from bridge.clients.bigcommerce import BigCommerceError
+from bridge.clients.refersion import dumps
+from bridge.core import rules
+from bridge.core.payload import CartId, build_paid_order, choose_cart_id, reported_lines, transaction_currency
+from bridge.core.retry import Action, Failure, Outcome, classify
+from bridge.storage import carts, decisions, inbox, outbox
+from bridge.storage.db import immediate
+from bridge.storage.decisions import OrderFacts
+from bridge.storage.queue import DEAD, PENDING
+from bridge.storage.stores import Store
+from bridge.worker.context import Context
+
+log = logging.getLogger(__name__)
+
+EARLIER = {
+    outbox.DONE: rules.Earlier.REPORTED,
+    outbox.DRY_RUN: rules.Earlier.DRY_RUN,
+    DEAD: rules.Earlier.FAILED,
+}
+
+
+def handle_next(ctx: Context) -> bool:
+    """Evaluate the next due order (all its waiting events at once); False when none is due."""
+    claimed = inbox.claim_order_events(ctx.db, owner=ctx.owner, now=ctx.clock(), lease=ctx.leases.lease_seconds)
+    if not claimed:
+        return False
+    store_hash, order_id = claimed[0]["store_hash"], claimed[0]["order_id"]
+    ids = [row["id"] for row in claimed]
+    store = ctx.stores.get(ctx.db, store_hash)
+    if store is None:
+        note = f"The bridge has no credentials for store {store_hash}."
+        with immediate(ctx.db):
+            _settle(ctx, ids, state=inbox.IGNORED, outcome="unknown_store", note=note)
+        log.info("Ignored %d event(s) for order %s: %s", len(ids), order_id, note)
+        return True
+    try:
+        _evaluate(ctx, store, order_id, ids)
+    except BigCommerceError as error:
+        _failed(ctx, claimed, str(error), classify(error.status, error.failure), error.retry_after)
+    except Exception as error:
+        log.exception("Error while evaluating order %s of store %s", order_id, store_hash)
+        _failed(ctx, claimed, f"internal error: {type(error).__name__}", classify(None, Failure.INTERNAL), None)
+    return True
+
+
+def facts_of(order: dict | None) -> OrderFacts:
+    if order is None:
+        return OrderFacts()
+    return OrderFacts(
+        status_id=order["status_id"],
+        payment_status=order["payment_status"],
+        total=str(order["total_inc_tax"]),
+        currency=transaction_currency(order),
+        modified_at=order.get("modified_at"),
+    )
+
+
+def record(
+    ctx: Context,
+    store_hash: str,
+    order_id: int,
+    decision: rules.Decision,
+    order: dict | None,
+    cart: CartId | None = None,
+    force: bool = False,
+) -> bool:
+    """Write a decision (inside a transaction); True when it is the one in force now."""
+    return decisions.record_decision(
+        ctx.db,
+        store_hash=store_hash,
+        order_id=order_id,
+        verdict=decision.verdict.value,
+        reasons=[(reason.code, reason.text) for reason in decision.reasons],
+        facts=facts_of(order),
+        cart_id_source=cart.source if cart else None,
+        note=cart.note if cart else None,
+        now=ctx.clock(),
+        force=force,
+    )
+
+
+def _evaluate(ctx: Context, store: Store, order_id: int, ids: list[int]) -> None:
+    store_hash = store.store_hash
+    key = outbox.paid_key(store_hash, order_id)
+    earlier = outbox.find(ctx.db, key)
+    if earlier is not None and earlier["state"] in EARLIER:
+        # Reported (or settled) already: no BigCommerce call needed to know that.
+        decision = rules.decide(None, ctx.policy, order_id=order_id, earlier=EARLIER[earlier["state"]])
+        with immediate(ctx.db):
+            _settle(ctx, ids, state=inbox.DONE, outcome=decision.codes[0], note=decision.summary)
+        _log(store_hash, order_id, decision)
+        return
+
+    client = ctx.bigcommerce(store)
+    order = client.fetch_order(order_id)
+    decision = rules.decide(order, ctx.policy, order_id=order_id)
+
+    if earlier is not None and outbox.is_unsent(earlier):
+        _recheck_queued(ctx, store_hash, order_id, ids, key, order, decision)
+        return
+
+    cart = payload = meta = None
+    if decision.report:
+        lines = client.fetch_order_products(order_id)
+        decision = rules.decide_lines(lines, ctx.policy) or decision
+    if decision.report:
+        coupons = client.fetch_order_coupons(order_id)
+        known = carts.known_cart_ids(ctx.db, store_hash=store_hash, order_id=order_id)
+        cart = choose_cart_id(
+            {**known, "order": order["cart_id"]}, key=ctx.settings.webhooks.secret.encode(), store_hash=store_hash, order_id=order_id
+        )
+        gift = ctx.policy.report_gift_certificates
+        body = build_paid_order(
+            order, lines, coupons, cart_id=cart.value, excluded_coupons=ctx.policy.excluded_coupons, report_gift_certificates=gift
+        )
+        payload, meta = dumps(body), dumps({"items": reported_lines(lines, report_gift_certificates=gift)})
+
+    note = decision.summary
+    if payload is not None and ctx.policy.dry_run:
+        note = f"Dry run: {note} Nothing was sent."
+    with immediate(ctx.db):
+        if payload is not None:
+            now, dry_run = ctx.clock(), ctx.policy.dry_run
+            queued = outbox.enqueue(
+                ctx.db,
+                key=key,
+                kind=outbox.PAID,
+                store_hash=store_hash,
+                order_id=order_id,
+                payload=payload,
+                meta=meta,
+                now=now,
+                dry_run=dry_run,
+            )
+            if not queued:
+                outbox.rearm_skipped(ctx.db, key=key, payload=payload, meta=meta, now=now, dry_run=dry_run)
+        record(ctx, store_hash, order_id, decision, order, cart)
+        _settle(ctx, ids, state=inbox.DONE, outcome=decision.verdict.value, note=note)
+    _log(store_hash, order_id, decision)
+
+
+def _recheck_queued(
+    ctx: Context, store_hash: str, order_id: int, ids: list[int], key: str, order: dict | None, decision: rules.Decision
+) -> None:
+    """An event for an order whose report waits unsent: drop the report if the order is no longer eligible."""
+    if decision.report:
+        decision = rules.decide(None, ctx.policy, order_id=order_id, earlier=rules.Earlier.QUEUED)
+        with immediate(ctx.db):
+            _settle(ctx, ids, state=inbox.DONE, outcome=decision.codes[0], note=decision.summary)
+        _log(store_hash, order_id, decision)
+        return
+    dropped = rules.no_longer_eligible(decision)
+    with immediate(ctx.db):
+        if outbox.skip_unsent(ctx.db, key=key, outcome="no_longer_eligible", now=ctx.clock()):
+            record(ctx, store_hash, order_id, dropped, order, force=True)
+            _settle(ctx, ids, state=inbox.DONE, outcome="no_longer_eligible", note=dropped.summary)
+            done = dropped
+        else:
+            # Another worker is sending it this instant; what follows is a cancellation's job.
+            done = rules.decide(None, ctx.policy, order_id=order_id, earlier=rules.Earlier.QUEUED)
+            _settle(ctx, ids, state=inbox.DONE, outcome=done.codes[0], note=done.summary)
+    _log(store_hash, order_id, done)
+
+
+def _log(store_hash: str, order_id: int, decision: rules.Decision) -> None:
+    log.info("Order %s of store %s: %s (%s)", order_id, store_hash, decision.verdict.value, ", ".join(decision.codes))
+
+
+def _settle(ctx: Context, ids: list[int], *, state: str, outcome: str, note: str) -> None:
+    settled = inbox.events.settle(
+        ctx.db, ids, owner=ctx.owner, state=state, outcome=outcome, note=note, last_error=None, finished_at=ctx.clock()
+    )
+    if settled < len(ids):
+        log.warning("Lost the lease on %d of events %s; another worker has them", len(ids) - settled, ids)
+
+
+def _failed(ctx: Context, claimed: list[dict], error: str, outcome: Outcome, retry_after: float | None) -> None:
+    ids = [row["id"] for row in claimed]
+    store_hash, order_id = claimed[0]["store_hash"], claimed[0]["order_id"]
+    with immediate(ctx.db):
+        if outcome.action is Action.PAUSE:
+            ctx.pause(store_hash, "bigcommerce", f"BigCommerce refused the store's API credentials: {error}")
+            inbox.events.settle(ctx.db, ids, owner=ctx.owner, state=PENDING, due_at=ctx.clock(), last_error=error)
+            return
+        if outcome.rate_limited:
+            # The store's quota is spent: not this order's fault, so no attempt is burnt.
+            until = ctx.hold(store_hash, "bigcommerce", retry_after, error)
+            inbox.events.settle(ctx.db, ids, owner=ctx.owner, state=PENDING, due_at=until, last_error=error)
+            return
+        columns = ctx.failure_columns(max(row["attempts"] for row in claimed) + 1, outcome, retry_after, error)
+        if columns["state"] == DEAD:
+            columns["finished_at"] = ctx.clock()
+            log.error("Gave up on order %s of store %s after %d attempts: %s", order_id, store_hash, columns["attempts"], error)
+        else:
+            log.warning("Order %s of store %s: %s; retrying in %.0f s", order_id, store_hash, error, columns["due_at"] - ctx.clock())
+        inbox.events.settle(ctx.db, ids, owner=ctx.owner, **columns)
