@@ -20,9 +20,10 @@ from marshmallow import ValidationError, fields, validate
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge.schemas import Lenient
-from bridge.storage.inbox import CART_CONVERTED, HANDLED_SCOPES, Envelope, record_event
+from bridge.storage.inbox import Envelope, record_event
 from bridge.storage.stores import store_access
 from bridge.web.database import get_db
+from bridge.web.webhook_schemas import MAX_ID, load_data
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,6 @@ bp = Blueprint("webhooks", __name__)
 
 MAX_BODY_BYTES = 64 * 1024
 SIGNATURE_TOLERANCE = 300  # seconds either way, as Standard Webhooks prescribes
-MAX_ID = 2**63 - 1  # what SQLite's INTEGER holds
 MAX_NESTING = 32  # a webhook is three levels deep; far deeper ones would only exhaust the stack later
 
 
@@ -55,44 +55,24 @@ class EnvelopeSchema(Lenient):
     data = fields.Dict(required=True)
 
 
-class OrderStatusSchema(Lenient):
-    previous_status_id = fields.Integer(load_default=None, allow_none=True)
-    new_status_id = fields.Integer(load_default=None, allow_none=True)
-
-
-class OrderDataSchema(Lenient):
-    id = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
-    status = fields.Nested(OrderStatusSchema, load_default=None, allow_none=True)
-
-
-class CartConvertedDataSchema(Lenient):
-    id = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    orderId = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
-
-
 def parse_envelope(payload) -> Envelope:
     """Validate a callback body; raises ``ValidationError`` naming the bad fields."""
     if not isinstance(payload, dict):
         raise ValidationError("The body must be a JSON object.")
     envelope = EnvelopeSchema().load(payload)
-    scope = envelope["scope"]
-    order_id = cart_id = None
     try:
-        if scope == CART_CONVERTED:
-            data = CartConvertedDataSchema().load(envelope["data"])
-            order_id, cart_id = data["orderId"], data["id"]
-        elif scope in HANDLED_SCOPES:
-            order_id = OrderDataSchema().load(envelope["data"])["id"]
+        found = load_data(envelope["scope"], envelope["data"])
     except ValidationError as error:
         raise ValidationError({"data": error.messages}) from None
     return Envelope(
-        scope=scope,
+        scope=envelope["scope"],
         store_hash=envelope["producer"].split("/", 1)[1],
         data=envelope["data"],
         hash=envelope["hash"],
         created_at=envelope["created_at"],
-        order_id=order_id,
-        cart_id=cart_id,
+        order_id=found.get("order_id"),
+        cart_id=found.get("cart_id"),
+        refund_id=found.get("refund_id"),
     )
 
 

@@ -15,6 +15,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from bridge.storage.db import connect, immediate
+from bridge.storage.inbox import HANDLED_SCOPES
+from bridge.web.webhook_schemas import DATA_SCHEMAS
+from bridge.web.webhooks import parse_envelope
 from tests.conftest import STORE_HASH, WEBHOOK_SECRET, envelope, post_webhook, status_updated
 
 
@@ -98,6 +101,127 @@ def test_refunds_are_kept_for_the_cancellation_feature(client, db):
     body = envelope("store/order/refund/created", {"type": "order", "id": 250, "refund": {"refund_id": 3}})
     assert post_webhook(client, body).status_code == 200
     assert event_rows(db)[0]["state"] == "deferred"
+
+
+# The example bodies of reference/bigcommerce.md 1.4 (and BigCommerce's store/app/uninstalled
+# example), exactly, with the producer's {store_hash} filled in.
+ORDER_EXAMPLE = {"data": {"type": "order", "id": 250}, "hash": "dd70c0976e06b67aaf671e73f49dcb79230ebf9d", "created_at": 1561479335}
+DOCUMENTED = {
+    "store/order/created": ORDER_EXAMPLE,
+    "store/order/updated": ORDER_EXAMPLE,
+    "store/order/archived": ORDER_EXAMPLE,
+    "store/order/statusUpdated": {
+        "data": {"type": "order", "id": 250, "status": {"previous_status_id": 0, "new_status_id": 11}},
+        "hash": "7ee67cd1cf2ca60bc1aa9e5fe957d2de373be4ca",
+        "created_at": 1561479335,
+    },
+    "store/order/refund/created": {
+        "data": {"type": "order", "id": 250, "refund": {"refund_id": 3}},
+        "hash": "cb07cdbdda8b1965e812693d5988154807eeed02",
+        "created_at": 1561479923,
+    },
+    "store/cart/converted": {
+        "data": {"type": "cart", "id": "d30016e2-23c0-4a90-884f-2e92ac135476", "orderId": 252},
+        "hash": "b86db7c77d7ef8f90d6a8aefa56de32ccd776923",
+        "created_at": 1561486893,
+    },
+    "store/app/uninstalled": {"data": {"type": "store"}, "hash": "352e4afc6dd3fc85ea26bfdf3f91852604d57528", "created_at": 1561482670},
+}
+
+
+def documented(scope: str) -> dict:
+    return {"scope": scope, "store_id": "1025646", **DOCUMENTED[scope], "producer": f"stores/{STORE_HASH}"}
+
+
+@pytest.mark.parametrize(
+    ("scope", "state", "order_id", "cart_id", "refund_id"),
+    [
+        ("store/order/created", "pending", 250, None, None),
+        ("store/order/updated", "pending", 250, None, None),
+        ("store/order/statusUpdated", "pending", 250, None, None),
+        ("store/order/refund/created", "deferred", 250, None, 3),
+        ("store/cart/converted", "done", 252, "d30016e2-23c0-4a90-884f-2e92ac135476", None),
+        ("store/app/uninstalled", "deferred", None, None, None),
+        # Not a scope the bridge handles: acknowledged and kept as ignored, its data unread.
+        ("store/order/archived", "ignored", None, None, None),
+    ],
+)
+def test_every_documented_webhook_shape_is_stored(client, db, scope, state, order_id, cart_id, refund_id):
+    body = documented(scope)
+    assert post_webhook(client, body).status_code == 200
+    (row,) = event_rows(db)
+    assert (row["scope"], row["store_hash"], row["order_id"], row["state"]) == (scope, STORE_HASH, order_id, state)
+    assert json.loads(row["body"]) == body
+    parsed = parse_envelope(body)
+    assert (parsed.order_id, parsed.cart_id, parsed.refund_id) == (order_id, cart_id, refund_id)
+    links = [(link["order_id"], link["cart_id"]) for link in db.query("SELECT order_id, cart_id FROM cart_links")]
+    assert links == ([(order_id, cart_id)] if cart_id else [])
+
+
+def test_every_handled_scope_has_its_own_data_schema():
+    assert set(DATA_SCHEMAS) == set(HANDLED_SCOPES)
+
+
+@pytest.mark.parametrize(
+    ("scope", "data", "order_id", "refund_id"),
+    [
+        ("store/order/created", {"type": "order", "id": "250"}, 250, None),
+        ("store/order/statusUpdated", {"id": "250", "status": {"previous_status_id": "1", "new_status_id": "11"}}, 250, None),
+        ("store/order/statusUpdated", {"type": "order", "id": 250, "status": None}, 250, None),
+        ("store/order/refund/created", {"type": "order", "id": "250", "refund": {"refund_id": "3"}}, 250, 3),
+        ("store/order/refund/created", {"type": "order", "id": 250}, 250, None),
+        ("store/order/refund/created", {"type": "order", "id": 250, "refund": {}}, 250, None),
+        ("store/cart/converted", {"type": "cart", "id": "c-1", "orderId": "252"}, 252, None),
+        ("store/app/uninstalled", {}, None, None),
+        ("store/app/uninstalled", {"type": "store", "id": "x", "store_id": 1025646}, None, None),
+        ("store/order/transaction/created", {"type": "transaction", "order_id": "250"}, None, None),
+        ("store/product/updated", {"id": "not a number"}, None, None),
+    ],
+    ids=[
+        "string-order-id",
+        "string-status-ids",
+        "null-status",
+        "string-refund-id",
+        "refund-missing",
+        "refund-id-missing",
+        "string-cart-order-id",
+        "uninstalled-empty-data",
+        "uninstalled-extra-keys",
+        "unhandled-transaction",
+        "unhandled-odd-data",
+    ],
+)
+def test_liberal_data_per_scope(client, db, scope, data, order_id, refund_id):
+    body = envelope(scope, data)
+    assert post_webhook(client, body).status_code == 200
+    (row,) = event_rows(db)
+    assert (row["scope"], row["order_id"]) == (scope, order_id)
+    assert parse_envelope(body).refund_id == refund_id
+
+
+@pytest.mark.parametrize(
+    ("scope", "data", "message"),
+    [
+        ("store/order/created", {"id": 250.5}, "data.id: Not a valid integer."),
+        ("store/order/created", {"id": "٣٤٥"}, "data.id: Not a valid integer."),
+        ("store/order/created", {"id": " 250"}, "data.id: Not a valid integer."),
+        ("store/order/created", {"id": "-1"}, "data.id: Not a valid integer."),
+        ("store/order/created", {"id": True}, "data.id: Not a valid integer."),
+        ("store/order/created", {"id": 2**63}, "data.id: Must be greater than or equal to 1"),
+        ("store/order/refund/created", {"id": 250, "refund": {"refund_id": "x"}}, "data.refund.refund_id: Not a valid integer."),
+        ("store/order/refund/created", {"id": 250, "refund": 3}, "data.refund: "),
+        ("store/order/refund/created", {"refund": {"refund_id": 3}}, "data.id: Missing data for required field."),
+        ("store/order/statusUpdated", {"id": 250, "status": {"new_status_id": "paid"}}, "data.status.new_status_id: "),
+        ("store/cart/converted", {"id": 7, "orderId": 252}, "data.id: Not a valid string."),
+        ("store/cart/converted", {"id": "c-1", "orderId": "252a"}, "data.orderId: Not a valid integer."),
+    ],
+    ids=lambda value: value if isinstance(value, str) and len(value) < 30 else None,
+)
+def test_handled_scopes_with_the_wrong_data_get_400(client, db, scope, data, message):
+    response = post_webhook(client, envelope(scope, data))
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+    assert event_rows(db) == []
 
 
 def test_unhandled_scopes_are_acknowledged_and_recorded_as_ignored(client, db):
@@ -318,15 +442,19 @@ JSON_VALUES = st.recursive(
 ENVELOPE_LIKE = st.fixed_dictionaries(
     {},
     optional={
-        "scope": st.sampled_from(["store/order/created", "store/order/statusUpdated", "store/cart/converted", "store/order/refund/created"])
-        | st.text(max_size=30)
-        | JSON_VALUES,
+        "scope": st.sampled_from(sorted(HANDLED_SCOPES)) | st.text(max_size=30) | JSON_VALUES,
         "producer": st.sampled_from(["stores/abc123", "stores/", "stores/zzz"]) | JSON_VALUES,
         "store_id": JSON_VALUES,
         "hash": JSON_VALUES,
         "created_at": st.integers() | JSON_VALUES,
         "data": st.fixed_dictionaries(
-            {}, optional={"id": st.integers() | JSON_VALUES, "orderId": st.integers() | JSON_VALUES, "status": JSON_VALUES}
+            {},
+            optional={
+                "id": st.integers() | st.integers().map(str) | JSON_VALUES,
+                "orderId": st.integers() | JSON_VALUES,
+                "status": JSON_VALUES,
+                "refund": st.fixed_dictionaries({}, optional={"refund_id": st.integers() | JSON_VALUES}) | JSON_VALUES,
+            },
         )
         | JSON_VALUES,
     },
