@@ -82,6 +82,11 @@ def _error(status: int, message: str) -> Response:
     return response
 
 
+def _token_valid(secret: str | None, token: str | None) -> bool:
+    """The ``X-Bridge-Token`` header equals ``webhooks.secret`` (constant-time compare)."""
+    return bool(secret) and token is not None and hmac.compare_digest(token.encode(), secret.encode())
+
+
 def _signature_valid(secret: str | None, body: bytes, now: float) -> bool:
     """Standard Webhooks: HMAC-SHA256 of ``{id}.{timestamp}.{body}`` keyed with the client secret."""
     message_id = request.headers.get("webhook-id", "")
@@ -121,15 +126,16 @@ def _read_body() -> bytes | None:
 @bp.post("/webhooks/bigcommerce")
 def receive() -> Response:
     settings = current_app.config["BRIDGE_SETTINGS"]
-    token = request.headers.get("X-Bridge-Token")
-    signed = token is None and "webhook-signature" in request.headers
-    # A token is checked before the body is read; a signature covers the body, so after.
-    if not signed and (token is None or not hmac.compare_digest(token.encode(), settings.webhooks.secret.encode())):
+    # Either check authenticates (a secret being rotated may leave a stale token beside a
+    # valid signature). The token is checked before the body is read; a signature covers
+    # the body, so it is checked after, and only when the token did not pass.
+    token_valid = _token_valid(settings.webhooks.secret, request.headers.get("X-Bridge-Token"))
+    if not token_valid and "webhook-signature" not in request.headers:
         return _unauthenticated()
     body = _read_body()
     if body is None:
         return _error(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB.")
-    if signed and not _signature_valid(settings.bigcommerce.client_secret, body, time.time()):
+    if not token_valid and not _signature_valid(settings.bigcommerce.client_secret, body, time.time()):
         return _unauthenticated()
     if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
         return _error(415, "The body must be JSON (Content-Type: application/json).")

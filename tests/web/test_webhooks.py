@@ -316,6 +316,33 @@ def test_a_broken_signature_gets_401(signing_client, tamper):
     assert signing_client.post("/webhooks/bigcommerce", data=body, headers=headers, content_type="application/json").status_code == 401
 
 
+@pytest.mark.parametrize(
+    ("token", "signature_valid", "status"),
+    [
+        (WEBHOOK_SECRET, True, 200),
+        ("an-old-rotated-secret", True, 200),
+        (WEBHOOK_SECRET, False, 200),
+        ("an-old-rotated-secret", False, 401),
+    ],
+    ids=["both-valid", "wrong-token-valid-signature", "valid-token-bad-signature", "both-wrong"],
+)
+def test_either_a_valid_token_or_a_valid_signature_authenticates(signing_client, db, token, signature_valid, status):
+    body = json.dumps(status_updated(250, 11)).encode()
+    headers = signed_headers(body, secret=CLIENT_SECRET if signature_valid else "another-secret")
+    response = signing_client.post(
+        "/webhooks/bigcommerce", data=body, headers={**headers, "X-Bridge-Token": token}, content_type="application/json"
+    )
+    assert response.status_code == status
+    assert len(event_rows(db)) == (1 if status == 200 else 0)
+
+
+def test_a_valid_token_is_enough_without_a_client_secret(client, db):
+    body = json.dumps(status_updated(250, 11)).encode()
+    headers = {**signed_headers(body, secret="another-secret"), "X-Bridge-Token": WEBHOOK_SECRET}
+    assert client.post("/webhooks/bigcommerce", data=body, headers=headers, content_type="application/json").status_code == 200
+    assert len(event_rows(db)) == 1
+
+
 def test_signatures_are_refused_when_no_client_secret_is_configured(client):
     body = json.dumps(status_updated(250, 11)).encode()
     assert client.post("/webhooks/bigcommerce", data=body, headers=signed_headers(body), content_type="application/json").status_code == 401
