@@ -20,7 +20,7 @@ from marshmallow import ValidationError, fields, validate
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge.schemas import Lenient
-from bridge.storage.inbox import Envelope, record_event
+from bridge.storage.inbox import HANDLED_SCOPES, Envelope, record_event
 from bridge.storage.stores import store_access
 from bridge.web.database import get_db
 from bridge.web.webhook_schemas import MAX_ID, load_data
@@ -160,11 +160,24 @@ def receive() -> Response:
         log.exception("Could not store a webhook event")
         # Not the sender's fault and nothing was stored: BigCommerce will retry.
         return _error(503, "The bridge cannot store events right now; retry later.")
-    if event_id is None:
-        log.info("Re-delivered %s for store %s ignored (already stored)", envelope.scope, envelope.store_hash)
-    else:
-        log.info("Stored event %s: %s for store %s, order %s", event_id, envelope.scope, envelope.store_hash, envelope.order_id)
+    _log_received(event_id, envelope, known_store)
     return Response(status=200)
+
+
+def _log_received(event_id: int | None, envelope: Envelope, known_store: bool) -> None:
+    """One INFO line per accepted request: what the event is and what became of it."""
+    # The scope is the sender's text: escaped, so that it cannot start a line of its own.
+    what = f"{envelope.scope.encode('unicode_escape').decode('ascii')} for store {envelope.store_hash}"
+    if envelope.order_id is not None:
+        what += f", order {envelope.order_id}"
+    if event_id is None:
+        log.info("Re-delivery of %s ignored (already stored)", what)
+    elif not known_store:
+        log.info("Event %s ignored: %s (unknown store: no credentials for it)", event_id, what)
+    elif envelope.scope not in HANDLED_SCOPES:
+        log.info("Event %s ignored: %s (scope not handled)", event_id, what)
+    else:
+        log.info("Event %s stored: %s", event_id, what)
 
 
 def _children(value) -> list:

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import io
 import json
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -238,6 +239,52 @@ def test_events_for_unknown_stores_are_acknowledged_and_ignored(client, db):
     assert "zzz999" in row["note"]
 
 
+# --- log lines -------------------------------------------------------------------
+
+
+@pytest.fixture
+def webhook_log(caplog):
+    """The INFO lines of the webhook intake."""
+    caplog.set_level(logging.INFO, logger="bridge.web.webhooks")
+
+    def lines() -> list[str]:
+        return [record.getMessage() for record in caplog.records if record.name == "bridge.web.webhooks" and record.levelno == logging.INFO]
+
+    return lines
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (status_updated(250, 11), ["stored", "store/order/statusUpdated", f"store {STORE_HASH}", "order 250"]),
+        (envelope("store/product/updated", {"id": 9}), ["ignored", "store/product/updated", f"store {STORE_HASH}", "not handled"]),
+        (status_updated(250, 11, store_hash="zzz999"), ["ignored", "statusUpdated", "store zzz999", "order 250", "unknown store"]),
+        (envelope("store/app/uninstalled", {"type": "store"}), ["stored", "store/app/uninstalled", f"store {STORE_HASH}"]),
+    ],
+    ids=["stored", "scope-not-handled", "unknown-store", "no-order"],
+)
+def test_every_event_gets_one_log_line_naming_scope_store_and_order(client, webhook_log, body, expected):
+    assert post_webhook(client, body).status_code == 200
+    (line,) = webhook_log()
+    assert all(part in line for part in expected), line
+    assert "order None" not in line
+    assert WEBHOOK_SECRET not in line
+
+
+def test_a_re_delivery_gets_its_own_log_line(client, webhook_log):
+    post_webhook(client, status_updated(250, 11))
+    post_webhook(client, status_updated(250, 11))
+    first, second = webhook_log()
+    assert "stored" in first
+    assert all(part in second for part in ["Re-delivery", "store/order/statusUpdated", f"store {STORE_HASH}", "order 250"]), second
+
+
+def test_a_sender_cannot_forge_log_lines_through_the_scope(client, webhook_log):
+    assert post_webhook(client, envelope("store/x\nINFO forged line", {})).status_code == 200
+    (line,) = webhook_log()
+    assert "\n" not in line
+
+
 # --- 401 ------------------------------------------------------------------------
 
 
@@ -341,6 +388,17 @@ def test_a_valid_token_is_enough_without_a_client_secret(client, db):
     headers = {**signed_headers(body, secret="another-secret"), "X-Bridge-Token": WEBHOOK_SECRET}
     assert client.post("/webhooks/bigcommerce", data=body, headers=headers, content_type="application/json").status_code == 200
     assert len(event_rows(db)) == 1
+
+
+def test_no_secret_reaches_the_log(signing_client, caplog):
+    caplog.set_level(logging.DEBUG)
+    body = json.dumps(status_updated(250, 11)).encode()
+    headers = {**signed_headers(body), "X-Bridge-Token": WEBHOOK_SECRET}
+    signing_client.post("/webhooks/bigcommerce", data=body, headers=headers, content_type="application/json")
+    signing_client.post("/webhooks/bigcommerce", data=body, headers={**headers, "X-Bridge-Token": "wrong"}, content_type="application/json")
+    assert caplog.records
+    for secret in (WEBHOOK_SECRET, CLIENT_SECRET, headers["webhook-signature"].split(",", 1)[1]):
+        assert secret not in caplog.text
 
 
 def test_signatures_are_refused_when_no_client_secret_is_configured(client):
