@@ -39,6 +39,7 @@ class Envelope:
     created_at: int | None = None
     order_id: int | None = None
     cart_id: str | None = None
+    refund_id: int | None = None  # store/order/refund/created only; kept in the body, not a column
     # Stands in for created_at when a sender left it out (see dedupe_key).
     nonce: str = field(default_factory=lambda: secrets.token_hex(8), repr=False)
 

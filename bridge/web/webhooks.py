@@ -20,8 +20,9 @@ from marshmallow import ValidationError, fields, validate
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge.schemas import Lenient
-from bridge.storage.inbox import CART_CONVERTED, HANDLED_SCOPES, Envelope, record_event
+from bridge.storage.inbox import HANDLED_SCOPES, Envelope, record_event
 from bridge.web.database import get_db
+from bridge.web.webhook_schemas import MAX_ID, load_data
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,6 @@ bp = Blueprint("webhooks", __name__)
 
 MAX_BODY_BYTES = 64 * 1024
 SIGNATURE_TOLERANCE = 300  # seconds either way, as Standard Webhooks prescribes
-MAX_ID = 2**63 - 1  # what SQLite's INTEGER holds
 MAX_NESTING = 32  # a webhook is three levels deep; far deeper ones would only exhaust the stack later
 
 
@@ -54,44 +54,24 @@ class EnvelopeSchema(Lenient):
     data = fields.Dict(required=True)
 
 
-class OrderStatusSchema(Lenient):
-    previous_status_id = fields.Integer(load_default=None, allow_none=True)
-    new_status_id = fields.Integer(load_default=None, allow_none=True)
-
-
-class OrderDataSchema(Lenient):
-    id = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
-    status = fields.Nested(OrderStatusSchema, load_default=None, allow_none=True)
-
-
-class CartConvertedDataSchema(Lenient):
-    id = fields.String(required=True, validate=validate.Length(min=1, max=255))
-    orderId = fields.Integer(required=True, validate=validate.Range(min=1, max=MAX_ID))
-
-
 def parse_envelope(payload) -> Envelope:
     """Validate a callback body; raises ``ValidationError`` naming the bad fields."""
     if not isinstance(payload, dict):
         raise ValidationError("The body must be a JSON object.")
     envelope = EnvelopeSchema().load(payload)
-    scope = envelope["scope"]
-    order_id = cart_id = None
     try:
-        if scope == CART_CONVERTED:
-            data = CartConvertedDataSchema().load(envelope["data"])
-            order_id, cart_id = data["orderId"], data["id"]
-        elif scope in HANDLED_SCOPES:
-            order_id = OrderDataSchema().load(envelope["data"])["id"]
+        found = load_data(envelope["scope"], envelope["data"])
     except ValidationError as error:
         raise ValidationError({"data": error.messages}) from None
     return Envelope(
-        scope=scope,
+        scope=envelope["scope"],
         store_hash=envelope["producer"].split("/", 1)[1],
         data=envelope["data"],
         hash=envelope["hash"],
         created_at=envelope["created_at"],
-        order_id=order_id,
-        cart_id=cart_id,
+        order_id=found.get("order_id"),
+        cart_id=found.get("cart_id"),
+        refund_id=found.get("refund_id"),
     )
 
 
@@ -99,6 +79,11 @@ def _error(status: int, message: str) -> Response:
     response = jsonify(error=message)
     response.status_code = status
     return response
+
+
+def _token_valid(secret: str | None, token: str | None) -> bool:
+    """The ``X-Bridge-Token`` header equals ``webhooks.secret`` (constant-time compare)."""
+    return bool(secret) and token is not None and hmac.compare_digest(token.encode(), secret.encode())
 
 
 def _signature_valid(secret: str | None, body: bytes, now: float) -> bool:
@@ -140,15 +125,16 @@ def _read_body() -> bytes | None:
 @bp.post("/webhooks/bigcommerce")
 def receive() -> Response:
     settings = current_app.config["BRIDGE_SETTINGS"]
-    token = request.headers.get("X-Bridge-Token")
-    signed = token is None and "webhook-signature" in request.headers
-    # A token is checked before the body is read; a signature covers the body, so after.
-    if not signed and (token is None or not hmac.compare_digest(token.encode(), settings.webhooks.secret.encode())):
+    # Either check authenticates (a secret being rotated may leave a stale token beside a
+    # valid signature). The token is checked before the body is read; a signature covers
+    # the body, so it is checked after, and only when the token did not pass.
+    token_valid = _token_valid(settings.webhooks.secret, request.headers.get("X-Bridge-Token"))
+    if not token_valid and "webhook-signature" not in request.headers:
         return _unauthenticated()
     body = _read_body()
     if body is None:
         return _error(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB.")
-    if signed and not _signature_valid(settings.bigcommerce.client_secret, body, time.time()):
+    if not token_valid and not _signature_valid(settings.bigcommerce.client_secret, body, time.time()):
         return _unauthenticated()
     if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
         return _error(415, "The body must be JSON (Content-Type: application/json).")
@@ -173,11 +159,24 @@ def receive() -> Response:
         log.exception("Could not store a webhook event")
         # Not the sender's fault and nothing was stored: BigCommerce will retry.
         return _error(503, "The bridge cannot store events right now; retry later.")
-    if event_id is None:
-        log.info("Re-delivered %s for store %s ignored (already stored)", envelope.scope, envelope.store_hash)
-    else:
-        log.info("Stored event %s: %s for store %s, order %s", event_id, envelope.scope, envelope.store_hash, envelope.order_id)
+    _log_received(event_id, envelope, known_store)
     return Response(status=200)
+
+
+def _log_received(event_id: int | None, envelope: Envelope, known_store: bool) -> None:
+    """One INFO line per accepted request: what the event is and what became of it."""
+    # The scope is the sender's text: escaped, so that it cannot start a line of its own.
+    what = f"{envelope.scope.encode('unicode_escape').decode('ascii')} for store {envelope.store_hash}"
+    if envelope.order_id is not None:
+        what += f", order {envelope.order_id}"
+    if event_id is None:
+        log.info("Re-delivery of %s ignored (already stored)", what)
+    elif not known_store:
+        log.info("Event %s ignored: %s (unknown store: no credentials for it)", event_id, what)
+    elif envelope.scope not in HANDLED_SCOPES:
+        log.info("Event %s ignored: %s (scope not handled)", event_id, what)
+    else:
+        log.info("Event %s stored: %s", event_id, what)
 
 
 def _children(value) -> list:

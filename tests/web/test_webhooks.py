@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import io
 import json
+import logging
 import time
 from datetime import UTC, datetime
 
@@ -15,6 +16,9 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from bridge.storage.db import connect, immediate
+from bridge.storage.inbox import HANDLED_SCOPES
+from bridge.web.webhook_schemas import DATA_SCHEMAS
+from bridge.web.webhooks import parse_envelope
 from tests.conftest import STORE_HASH, WEBHOOK_SECRET, envelope, post_webhook, status_updated
 
 
@@ -81,7 +85,8 @@ def test_same_hash_under_another_scope_is_another_event(client, db):
 )
 def test_liberal_in_what_is_accepted(client, db, body):
     assert post_webhook(client, body).status_code == 200
-    assert event_rows(db)[0]["order_id"] == 250
+    (row,) = event_rows(db)
+    assert (row["scope"], row["order_id"], row["state"]) == (body["scope"], 250, "pending")
 
 
 def test_cart_converted_links_the_cart_to_the_order(client, db):
@@ -99,6 +104,128 @@ def test_refunds_are_queued_to_re_evaluate_their_order(client, db):
     assert post_webhook(client, body).status_code == 200
     (row,) = event_rows(db)
     assert (row["state"], row["order_id"]) == ("pending", 250)
+    assert json.loads(row["body"])["data"]["refund"] == {"refund_id": 3}  # all the later feature needs
+
+
+# The example bodies of reference/bigcommerce.md 1.4 (and BigCommerce's store/app/uninstalled
+# example), exactly, with the producer's {store_hash} filled in.
+ORDER_EXAMPLE = {"data": {"type": "order", "id": 250}, "hash": "dd70c0976e06b67aaf671e73f49dcb79230ebf9d", "created_at": 1561479335}
+DOCUMENTED = {
+    "store/order/created": ORDER_EXAMPLE,
+    "store/order/updated": ORDER_EXAMPLE,
+    "store/order/archived": ORDER_EXAMPLE,
+    "store/order/statusUpdated": {
+        "data": {"type": "order", "id": 250, "status": {"previous_status_id": 0, "new_status_id": 11}},
+        "hash": "7ee67cd1cf2ca60bc1aa9e5fe957d2de373be4ca",
+        "created_at": 1561479335,
+    },
+    "store/order/refund/created": {
+        "data": {"type": "order", "id": 250, "refund": {"refund_id": 3}},
+        "hash": "cb07cdbdda8b1965e812693d5988154807eeed02",
+        "created_at": 1561479923,
+    },
+    "store/cart/converted": {
+        "data": {"type": "cart", "id": "d30016e2-23c0-4a90-884f-2e92ac135476", "orderId": 252},
+        "hash": "b86db7c77d7ef8f90d6a8aefa56de32ccd776923",
+        "created_at": 1561486893,
+    },
+    "store/app/uninstalled": {"data": {"type": "store"}, "hash": "352e4afc6dd3fc85ea26bfdf3f91852604d57528", "created_at": 1561482670},
+}
+
+
+def documented(scope: str) -> dict:
+    return {"scope": scope, "store_id": "1025646", **DOCUMENTED[scope], "producer": f"stores/{STORE_HASH}"}
+
+
+@pytest.mark.parametrize(
+    ("scope", "state", "order_id", "cart_id", "refund_id"),
+    [
+        ("store/order/created", "pending", 250, None, None),
+        ("store/order/updated", "pending", 250, None, None),
+        ("store/order/statusUpdated", "pending", 250, None, None),
+        ("store/order/refund/created", "pending", 250, None, 3),
+        ("store/cart/converted", "done", 252, "d30016e2-23c0-4a90-884f-2e92ac135476", None),
+        ("store/app/uninstalled", "deferred", None, None, None),
+        # Not a scope the bridge handles: acknowledged and kept as ignored, its data unread.
+        ("store/order/archived", "ignored", None, None, None),
+    ],
+)
+def test_every_documented_webhook_shape_is_stored(client, db, scope, state, order_id, cart_id, refund_id):
+    body = documented(scope)
+    assert post_webhook(client, body).status_code == 200
+    (row,) = event_rows(db)
+    assert (row["scope"], row["store_hash"], row["order_id"], row["state"]) == (scope, STORE_HASH, order_id, state)
+    assert json.loads(row["body"]) == body
+    parsed = parse_envelope(body)
+    assert (parsed.order_id, parsed.cart_id, parsed.refund_id) == (order_id, cart_id, refund_id)
+    links = [(link["order_id"], link["cart_id"]) for link in db.query("SELECT order_id, cart_id FROM cart_links")]
+    assert links == ([(order_id, cart_id)] if cart_id else [])
+
+
+def test_every_handled_scope_has_its_own_data_schema():
+    assert set(DATA_SCHEMAS) == set(HANDLED_SCOPES)
+
+
+@pytest.mark.parametrize(
+    ("scope", "data", "order_id", "refund_id"),
+    [
+        ("store/order/created", {"type": "order", "id": "250"}, 250, None),
+        ("store/order/statusUpdated", {"id": "250", "status": {"previous_status_id": "1", "new_status_id": "11"}}, 250, None),
+        ("store/order/statusUpdated", {"type": "order", "id": 250, "status": None}, 250, None),
+        ("store/order/refund/created", {"type": "order", "id": "250", "refund": {"refund_id": "3"}}, 250, 3),
+        ("store/order/refund/created", {"type": "order", "id": 250}, 250, None),
+        ("store/order/refund/created", {"type": "order", "id": 250, "refund": {}}, 250, None),
+        ("store/cart/converted", {"type": "cart", "id": "c-1", "orderId": "252"}, 252, None),
+        ("store/app/uninstalled", {}, None, None),
+        ("store/app/uninstalled", {"type": "store", "id": "x", "store_id": 1025646}, None, None),
+        ("store/order/transaction/created", {"type": "transaction", "order_id": "250"}, None, None),
+        ("store/product/updated", {"id": "not a number"}, None, None),
+    ],
+    ids=[
+        "string-order-id",
+        "string-status-ids",
+        "null-status",
+        "string-refund-id",
+        "refund-missing",
+        "refund-id-missing",
+        "string-cart-order-id",
+        "uninstalled-empty-data",
+        "uninstalled-extra-keys",
+        "unhandled-transaction",
+        "unhandled-odd-data",
+    ],
+)
+def test_liberal_data_per_scope(client, db, scope, data, order_id, refund_id):
+    body = envelope(scope, data)
+    assert post_webhook(client, body).status_code == 200
+    (row,) = event_rows(db)
+    assert (row["scope"], row["order_id"]) == (scope, order_id)
+    assert parse_envelope(body).refund_id == refund_id
+
+
+@pytest.mark.parametrize(
+    ("scope", "data", "message"),
+    [
+        ("store/order/created", {"id": 250.5}, "data.id: Not a valid integer."),
+        ("store/order/created", {"id": "٣٤٥"}, "data.id: Not a valid integer."),
+        ("store/order/created", {"id": " 250"}, "data.id: Not a valid integer."),
+        ("store/order/created", {"id": "-1"}, "data.id: Not a valid integer."),
+        ("store/order/created", {"id": True}, "data.id: Not a valid integer."),
+        ("store/order/created", {"id": 2**63}, "data.id: Must be greater than or equal to 1"),
+        ("store/order/refund/created", {"id": 250, "refund": {"refund_id": "x"}}, "data.refund.refund_id: Not a valid integer."),
+        ("store/order/refund/created", {"id": 250, "refund": 3}, "data.refund: "),
+        ("store/order/refund/created", {"refund": {"refund_id": 3}}, "data.id: Missing data for required field."),
+        ("store/order/statusUpdated", {"id": 250, "status": {"new_status_id": "paid"}}, "data.status.new_status_id: "),
+        ("store/cart/converted", {"id": 7, "orderId": 252}, "data.id: Not a valid string."),
+        ("store/cart/converted", {"id": "c-1", "orderId": "252a"}, "data.orderId: Not a valid integer."),
+    ],
+    ids=lambda value: value if isinstance(value, str) and len(value) < 30 else None,
+)
+def test_handled_scopes_with_the_wrong_data_get_400(client, db, scope, data, message):
+    response = post_webhook(client, envelope(scope, data))
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+    assert event_rows(db) == []
 
 
 def test_unhandled_scopes_are_acknowledged_and_recorded_as_ignored(client, db):
@@ -113,6 +240,52 @@ def test_events_for_unknown_stores_are_acknowledged_and_ignored(client, db):
     (row,) = event_rows(db)
     assert (row["state"], row["outcome"]) == ("ignored", "unknown_store")
     assert "zzz999" in row["note"]
+
+
+# --- log lines -------------------------------------------------------------------
+
+
+@pytest.fixture
+def webhook_log(caplog):
+    """The INFO lines of the webhook intake."""
+    caplog.set_level(logging.INFO, logger="bridge.web.webhooks")
+
+    def lines() -> list[str]:
+        return [record.getMessage() for record in caplog.records if record.name == "bridge.web.webhooks" and record.levelno == logging.INFO]
+
+    return lines
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (status_updated(250, 11), ["stored", "store/order/statusUpdated", f"store {STORE_HASH}", "order 250"]),
+        (envelope("store/product/updated", {"id": 9}), ["ignored", "store/product/updated", f"store {STORE_HASH}", "not handled"]),
+        (status_updated(250, 11, store_hash="zzz999"), ["ignored", "statusUpdated", "store zzz999", "order 250", "unknown store"]),
+        (envelope("store/app/uninstalled", {"type": "store"}), ["stored", "store/app/uninstalled", f"store {STORE_HASH}"]),
+    ],
+    ids=["stored", "scope-not-handled", "unknown-store", "no-order"],
+)
+def test_every_event_gets_one_log_line_naming_scope_store_and_order(client, webhook_log, body, expected):
+    assert post_webhook(client, body).status_code == 200
+    (line,) = webhook_log()
+    assert all(part in line for part in expected), line
+    assert "order None" not in line
+    assert WEBHOOK_SECRET not in line
+
+
+def test_a_re_delivery_gets_its_own_log_line(client, webhook_log):
+    post_webhook(client, status_updated(250, 11))
+    post_webhook(client, status_updated(250, 11))
+    first, second = webhook_log()
+    assert "stored" in first
+    assert all(part in second for part in ["Re-delivery", "store/order/statusUpdated", f"store {STORE_HASH}", "order 250"]), second
+
+
+def test_a_sender_cannot_forge_log_lines_through_the_scope(client, webhook_log):
+    assert post_webhook(client, envelope("store/x\nINFO forged line", {})).status_code == 200
+    (line,) = webhook_log()
+    assert "\n" not in line
 
 
 # --- 401 ------------------------------------------------------------------------
@@ -138,8 +311,35 @@ def test_unauthenticated_requests_get_401_and_store_nothing(client, db, token):
     assert event_rows(db) == []
 
 
-def test_a_401_does_not_read_or_judge_the_body(client):
-    assert post_webhook(client, b"\xff not json", token="wrong", content_type="text/plain").status_code == 401
+class WatchedBody(io.BytesIO):
+    """A request body that remembers whether anything read it."""
+
+    was_read = False
+
+    def read(self, *args):
+        self.was_read = True
+        return super().read(*args)
+
+    def readinto(self, buffer):
+        self.was_read = True
+        return super().readinto(buffer)
+
+
+@pytest.mark.parametrize("token", [None, "wrong"])
+def test_a_401_does_not_read_or_judge_the_body(client, token):
+    body = WatchedBody(b"\xff not json")
+    headers = {} if token is None else {"X-Bridge-Token": token}
+    response = client.post("/webhooks/bigcommerce", input_stream=body, content_length=11, headers=headers, content_type="text/plain")
+    assert response.status_code == 401  # not 415 or 400: the body is not judged
+    assert not body.was_read
+
+
+def test_the_body_watch_sees_a_read(client):
+    body = WatchedBody(b"\xff not json")
+    headers = {"X-Bridge-Token": WEBHOOK_SECRET}
+    response = client.post("/webhooks/bigcommerce", input_stream=body, content_length=11, headers=headers, content_type="text/plain")
+    assert response.status_code == 415
+    assert body.was_read
 
 
 # --- Standard Webhooks signature ---------------------------------------------------
@@ -160,17 +360,20 @@ def signing_client(make_settings):
     return create_app(make_settings(bigcommerce_client_secret=CLIENT_SECRET)).test_client()
 
 
-def test_a_standard_webhooks_signature_authenticates(signing_client):
+def test_a_standard_webhooks_signature_authenticates(signing_client, db):
     body = json.dumps(status_updated(250, 11)).encode()
     response = signing_client.post("/webhooks/bigcommerce", data=body, headers=signed_headers(body), content_type="application/json")
     assert response.status_code == 200
+    (row,) = event_rows(db)
+    assert (row["order_id"], row["state"]) == (250, "pending")
 
 
-def test_several_signatures_one_valid_is_enough(signing_client):
+def test_several_signatures_one_valid_is_enough(signing_client, db):
     body = json.dumps(status_updated(250, 11)).encode()
     headers = signed_headers(body)
     headers["webhook-signature"] = "v1,AAAA v2,BBBB " + headers["webhook-signature"]
     assert signing_client.post("/webhooks/bigcommerce", data=body, headers=headers, content_type="application/json").status_code == 200
+    assert len(event_rows(db)) == 1
 
 
 @pytest.mark.parametrize(
@@ -187,15 +390,55 @@ def test_several_signatures_one_valid_is_enough(signing_client):
     ],
     ids=["body-changed", "timestamp-changed", "too-old", "too-new", "wrong-secret", "id-changed", "id-missing", "unknown-version"],
 )
-def test_a_broken_signature_gets_401(signing_client, tamper):
+def test_a_broken_signature_gets_401(signing_client, db, tamper):
     body = json.dumps(status_updated(250, 11)).encode()
     body, headers = tamper(body, signed_headers(body))
     assert signing_client.post("/webhooks/bigcommerce", data=body, headers=headers, content_type="application/json").status_code == 401
+    assert event_rows(db) == []
 
 
-def test_signatures_are_refused_when_no_client_secret_is_configured(client):
+@pytest.mark.parametrize(
+    ("token", "signature_valid", "status"),
+    [
+        (WEBHOOK_SECRET, True, 200),
+        ("an-old-rotated-secret", True, 200),
+        (WEBHOOK_SECRET, False, 200),
+        ("an-old-rotated-secret", False, 401),
+    ],
+    ids=["both-valid", "wrong-token-valid-signature", "valid-token-bad-signature", "both-wrong"],
+)
+def test_either_a_valid_token_or_a_valid_signature_authenticates(signing_client, db, token, signature_valid, status):
+    body = json.dumps(status_updated(250, 11)).encode()
+    headers = signed_headers(body, secret=CLIENT_SECRET if signature_valid else "another-secret")
+    response = signing_client.post(
+        "/webhooks/bigcommerce", data=body, headers={**headers, "X-Bridge-Token": token}, content_type="application/json"
+    )
+    assert response.status_code == status
+    assert len(event_rows(db)) == (1 if status == 200 else 0)
+
+
+def test_a_valid_token_is_enough_without_a_client_secret(client, db):
+    body = json.dumps(status_updated(250, 11)).encode()
+    headers = {**signed_headers(body, secret="another-secret"), "X-Bridge-Token": WEBHOOK_SECRET}
+    assert client.post("/webhooks/bigcommerce", data=body, headers=headers, content_type="application/json").status_code == 200
+    assert len(event_rows(db)) == 1
+
+
+def test_no_secret_reaches_the_log(signing_client, caplog):
+    caplog.set_level(logging.DEBUG)
+    body = json.dumps(status_updated(250, 11)).encode()
+    headers = {**signed_headers(body), "X-Bridge-Token": WEBHOOK_SECRET}
+    signing_client.post("/webhooks/bigcommerce", data=body, headers=headers, content_type="application/json")
+    signing_client.post("/webhooks/bigcommerce", data=body, headers={**headers, "X-Bridge-Token": "wrong"}, content_type="application/json")
+    assert caplog.records
+    for secret in (WEBHOOK_SECRET, CLIENT_SECRET, headers["webhook-signature"].split(",", 1)[1]):
+        assert secret not in caplog.text
+
+
+def test_signatures_are_refused_when_no_client_secret_is_configured(client, db):
     body = json.dumps(status_updated(250, 11)).encode()
     assert client.post("/webhooks/bigcommerce", data=body, headers=signed_headers(body), content_type="application/json").status_code == 401
+    assert event_rows(db) == []
 
 
 # --- 413, 415, 400 -------------------------------------------------------------------
@@ -235,6 +478,8 @@ def test_a_body_of_exactly_64_kib_is_accepted(client, db):
     text = json.dumps(body)
     assert len(text) == 64 * 1024
     assert post_webhook(client, text).status_code == 200
+    (row,) = event_rows(db)
+    assert row["body"] == text
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml", ""])
@@ -244,9 +489,10 @@ def test_a_body_that_is_not_json_gets_415(client, db, content_type):
     assert event_rows(db) == []
 
 
-def test_json_with_a_charset_or_suffix_is_accepted(client):
+def test_json_with_a_charset_or_suffix_is_accepted(client, db):
     assert post_webhook(client, status_updated(250, 11), content_type="application/json; charset=utf-8").status_code == 200
     assert post_webhook(client, status_updated(251, 11), content_type="application/vnd.bigcommerce+json").status_code == 200
+    assert [row["order_id"] for row in event_rows(db)] == [250, 251]
 
 
 @pytest.mark.parametrize(
@@ -319,15 +565,19 @@ JSON_VALUES = st.recursive(
 ENVELOPE_LIKE = st.fixed_dictionaries(
     {},
     optional={
-        "scope": st.sampled_from(["store/order/created", "store/order/statusUpdated", "store/cart/converted", "store/order/refund/created"])
-        | st.text(max_size=30)
-        | JSON_VALUES,
+        "scope": st.sampled_from(sorted(HANDLED_SCOPES)) | st.text(max_size=30) | JSON_VALUES,
         "producer": st.sampled_from(["stores/abc123", "stores/", "stores/zzz"]) | JSON_VALUES,
         "store_id": JSON_VALUES,
         "hash": JSON_VALUES,
         "created_at": st.integers() | JSON_VALUES,
         "data": st.fixed_dictionaries(
-            {}, optional={"id": st.integers() | JSON_VALUES, "orderId": st.integers() | JSON_VALUES, "status": JSON_VALUES}
+            {},
+            optional={
+                "id": st.integers() | st.integers().map(str) | JSON_VALUES,
+                "orderId": st.integers() | JSON_VALUES,
+                "status": JSON_VALUES,
+                "refund": st.fixed_dictionaries({}, optional={"refund_id": st.integers() | JSON_VALUES}) | JSON_VALUES,
+            },
         )
         | JSON_VALUES,
     },
