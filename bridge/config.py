@@ -47,6 +47,11 @@ class ListFromText(fields.List):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
+def _fullmatch(pattern: str, error: str) -> validate.Regexp:
+    """A Regexp validator for the whole value: ``^...$`` would let a trailing newline through."""
+    return validate.Regexp(rf"\A(?:{pattern})\Z", error=error)
+
+
 def _secret(**kwargs) -> fields.String:
     return fields.String(validate=validate.Length(min=1), **kwargs)
 
@@ -108,7 +113,7 @@ class BigCommerceSettings:
 class BigCommerceSchema(_Section):
     store_hash = fields.String(
         load_default=None,
-        validate=validate.Regexp(r"^[A-Za-z0-9]{1,64}$", error="Not a store hash (letters and digits, as in stores/abc123)."),
+        validate=_fullmatch(r"[A-Za-z0-9]{1,64}", error="Not a store hash (letters and digits, as in stores/abc123)."),
     )
     access_token = _secret(load_default=None)
     client_id = _secret(load_default=None)

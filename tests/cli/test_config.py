@@ -165,3 +165,11 @@ def test_secrets_stay_out_of_the_settings_repr():
     for secret in ("a-long-random-webhook-secret", "sec_live_2", "tok-secret-1"):
         assert secret not in text
     assert set(settings.secrets()) == {"a-long-random-webhook-secret", "sec_live_2", "tok-secret-1"}
+
+
+@pytest.mark.parametrize("store_hash", ["abc123\n", "abc123\n\n", "abc 123", ""])
+def test_a_store_hash_must_be_letters_and_digits_only(store_hash):
+    env = {**REQUIRED, "BRIDGE_BIGCOMMERCE_STORE_HASH": store_hash, "BRIDGE_BIGCOMMERCE_ACCESS_TOKEN": "tok-secret-1"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ=env)
+    assert problems(caught.value)[0].startswith("config error: bigcommerce.store_hash: Not a store hash")
