@@ -20,6 +20,7 @@ from bridge.core.retry import RetryPolicy
 from bridge.core.rules import PAYMENT_STATUSES, Policy
 
 ENV_PREFIX = "BRIDGE_"
+CONFIG_ENV = "BRIDGE_CONFIG"  # the file's path, not a setting
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 MIN_SECRET_LENGTH = 16
 
@@ -273,10 +274,10 @@ def _read_file(path: Path) -> dict:
         raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
 
 
-def _unknown_key_message(name: str, known: list[str]) -> str:
+def _unknown_key_message(name: str, known: list[str], what: str = "key") -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
-    return f"{name}: unknown key{hint}"
+    return f"{name}: unknown {what}{hint}"
 
 
 def _flatten_errors(messages, prefix: str) -> list[str]:
@@ -298,7 +299,7 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
     :raise ConfigError: naming every missing or invalid key.
     """
     environ = os.environ if environ is None else environ
-    path = path or environ.get("BRIDGE_CONFIG") or None
+    path = path or environ.get(CONFIG_ENV) or None
     raw = _read_file(Path(path)) if path else {}
 
     problems: list[str] = []
@@ -307,6 +308,11 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
             problems.append(_unknown_key_message(name, list(SECTIONS)))
         elif not isinstance(value, dict):
             problems.append(f"{name}: must be a [{name}] table")
+
+    known_env = [_env_name(name, key) for name, schema_class in SECTIONS.items() for key in schema_class().fields]
+    for name in environ:
+        if name.startswith(ENV_PREFIX) and name != CONFIG_ENV and name not in known_env:
+            problems.append(_unknown_key_message(name, known_env, "setting"))
 
     loaded = {}
     for name, schema_class in SECTIONS.items():

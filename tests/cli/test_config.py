@@ -173,3 +173,21 @@ def test_a_store_hash_must_be_letters_and_digits_only(store_hash):
     with pytest.raises(ConfigError) as caught:
         load_settings(None, environ=env)
     assert problems(caught.value)[0].startswith("config error: bigcommerce.store_hash: Not a store hash")
+
+
+def test_unknown_environment_variables_are_refused_with_a_suggestion():
+    env = {**REQUIRED, "BRIDGE_REFERSION_SECRETKEY": "sec_do_not_print", "BRIDGE_RULES_ORDER_STATUS": "[2]", "BRIDGE_ZZZ": "1"}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ=env)
+    assert problems(caught.value) == [
+        "config error: BRIDGE_REFERSION_SECRETKEY: unknown setting (did you mean BRIDGE_REFERSION_SECRET_KEY?)",
+        "config error: BRIDGE_RULES_ORDER_STATUS: unknown setting (did you mean BRIDGE_RULES_ORDER_STATUSES?)",
+        "config error: BRIDGE_ZZZ: unknown setting",
+    ]
+    assert "sec_do_not_print" not in str(caught.value)
+
+
+def test_bridge_config_and_other_environment_variables_are_not_settings(tmp_path):
+    path = write(tmp_path, "")
+    settings = load_settings(None, environ={**REQUIRED, "BRIDGE_CONFIG": str(path), "BRIDGEPORT": "x", "WEB_CONCURRENCY": "2"})
+    assert settings.source == str(path)
