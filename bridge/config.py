@@ -32,7 +32,8 @@ class ConfigError(Exception):
 class ListFromText(fields.List):
     """A list that may also come from an environment variable as text.
 
-    ``[2, 3]`` is read as a TOML array; anything else is split on commas.
+    ``[2, 3]`` is read as a TOML array; anything else is split on commas. An item's
+    error names the item, not its index.
     """
 
     def _deserialize(self, value, attr, data, **kwargs):
@@ -45,7 +46,20 @@ class ListFromText(fields.List):
                     raise ValidationError(f"Not a valid list: {error}.") from error
             else:
                 value = [part.strip() for part in text.split(",") if part.strip()]
-        return super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError as error:
+            if not isinstance(error.messages, dict):
+                raise
+            raise ValidationError(
+                [self._item_message(value[index], message) for index, messages in sorted(error.messages.items()) for message in messages]
+            ) from None
+
+    @staticmethod
+    def _item_message(item, message: str) -> str:
+        # Messages written for the item name it already (as read, or as parsed from text).
+        names = tuple(name for name in (repr(item), str(item)) if name)
+        return message if message.startswith(names) else f"{item!r}: {message}"
 
 
 def _fullmatch(pattern: str, error: str) -> validate.Regexp:
@@ -178,13 +192,17 @@ class RefersionSchema(_Section):
         return RefersionSettings(**data)
 
 
+PAYMENT_STATUS_ERROR = "{input!r} is not a BigCommerce payment status (one of: {choices})."
+STATUS_ID_ERROR = "{input!r} is not a status id (a whole number, 0 or more: 2 Shipped, 10 Completed, ...)."
+
+
 class RulesSchema(_Section):
     order_statuses = ListFromText(
-        fields.Integer(validate=validate.Range(min=0)),
+        fields.Integer(validate=validate.Range(min=0, error=STATUS_ID_ERROR), error_messages={"invalid": STATUS_ID_ERROR}),
         load_default=lambda: [2, 3, 8, 9, 10, 11],
     )
     payment_statuses = ListFromText(
-        fields.String(validate=validate.OneOf(PAYMENT_STATUSES, error="Must be one of: {choices}.")),
+        fields.String(validate=validate.OneOf(PAYMENT_STATUSES, error=PAYMENT_STATUS_ERROR)),
         load_default=lambda: ["captured", "paid"],
     )
     accept_authorized = fields.Boolean(load_default=False)
@@ -287,7 +305,7 @@ def _flatten_errors(messages, prefix: str) -> list[str]:
         if isinstance(value, dict):
             lines.extend(_flatten_errors(value, name))
         else:
-            lines.append(f"{name}: {' '.join(str(v) for v in value)}")
+            lines.extend(f"{name}: {message}" for message in value)
     return lines
 
 

@@ -121,7 +121,29 @@ def test_a_mistyped_payment_status_is_refused_with_the_choices():
     with pytest.raises(ConfigError) as caught:
         load_settings(None, environ={**REQUIRED, "BRIDGE_RULES_PAYMENT_STATUSES": "captured,capture"})
     (line,) = problems(caught.value)
-    assert line.startswith("config error: rules.payment_statuses.1: Must be one of: authorized, captured, capture pending")
+    assert line == (
+        "config error: rules.payment_statuses: 'capture' is not a BigCommerce payment status (one of: authorized, captured, "
+        "capture pending, declined, held for review, paid, partially refunded, pending, refunded, void, void pending)."
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "messages"),
+    [
+        ("BRIDGE_RULES_ORDER_STATUSES", "2, x, -1", ["'x' is not a status id", "-1 is not a status id"]),
+        ("BRIDGE_RULES_PAYMENT_STATUSES", "capturd,paid,voided", ["'capturd' is not a BigCommerce", "'voided' is not a BigCommerce"]),
+        ("BRIDGE_WORKER_RETRY_SCHEDULE", "5, 0, soon", ["'0': Must be greater than 0", "'soon': Not a valid number."]),
+        ("BRIDGE_RULES_EXCLUDED_COUPONS", '["HOLIDAY", ""]', ["'': Shorter than minimum length 1."]),
+    ],
+)
+def test_list_errors_name_the_bad_values_one_line_each(variable, value, messages):
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={**REQUIRED, variable: value})
+    key = variable.removeprefix("BRIDGE_").lower().replace("_", ".", 1)
+    lines = problems(caught.value)
+    assert len(lines) == len(messages)
+    for message in messages:
+        assert any(line.startswith(f"config error: {key}: {message}") for line in lines), lines
 
 
 def test_half_an_api_account_is_refused():
