@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,11 @@ ENV_PREFIX = "BRIDGE_"
 CONFIG_ENV = "BRIDGE_CONFIG"  # the file's path, not a setting
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 MIN_SECRET_LENGTH = 16
+# Values copied from documentation rather than from the service: never a real secret.
+PLACEHOLDER = re.compile(r"change.?me|replace.?me|placeholder|example|dummy|your([\W_]|key|secret|token)|xxxx|\.\.\.|…", re.IGNORECASE)
+GENERATE = "generate one with python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+FROM_REFERSION = "copy the key pair from Refersion › Account › Settings › Refersion API"
+FROM_BIGCOMMERCE = "copy it from the store's API account (Settings › Store-level API accounts)"
 
 
 class ConfigError(Exception):
@@ -67,8 +73,20 @@ def _fullmatch(pattern: str, error: str) -> validate.Regexp:
     return validate.Regexp(rf"\A(?:{pattern})\Z", error=error)
 
 
-def _secret(**kwargs) -> fields.String:
-    return fields.String(validate=validate.Length(min=1), **kwargs)
+class NotPlaceholder(validate.Validator):
+    """Refuses placeholder values such as ``change-me`` or ``xxxx``, without echoing them."""
+
+    def __init__(self, fix: str):
+        self.fix = fix
+
+    def __call__(self, value: str) -> str:
+        if PLACEHOLDER.search(value) or (len(value) > 1 and len(set(value)) == 1):
+            raise ValidationError(f"Looks like a placeholder, not a real value: {self.fix}.")
+        return value
+
+
+def _secret(fix: str, **kwargs) -> fields.String:
+    return fields.String(validate=[validate.Length(min=1), NotPlaceholder(fix)], **kwargs)
 
 
 class _Section(Schema):
@@ -89,8 +107,8 @@ class ServerSchema(_Section):
     public_url = fields.Url(load_default=None, schemes={"http", "https"}, require_tld=False)
     host = fields.String(load_default="127.0.0.1", validate=validate.Length(min=1))
     port = fields.Integer(load_default=8000, validate=validate.Range(min=1, max=65535))
-    session_secret = _secret(load_default=None)
-    admin_token = _secret(load_default=None)
+    session_secret = _secret(GENERATE, load_default=None)
+    admin_token = _secret(GENERATE, load_default=None)
 
     @post_load
     def make(self, data, **kwargs):
@@ -130,9 +148,9 @@ class BigCommerceSchema(_Section):
         load_default=None,
         validate=_fullmatch(r"[A-Za-z0-9]{1,64}", error="Not a store hash (letters and digits, as in stores/abc123)."),
     )
-    access_token = _secret(load_default=None)
-    client_id = _secret(load_default=None)
-    client_secret = _secret(load_default=None)
+    access_token = _secret(FROM_BIGCOMMERCE, load_default=None)
+    client_id = fields.String(load_default=None, validate=validate.Length(min=1))
+    client_secret = _secret(FROM_BIGCOMMERCE, load_default=None)
     api_url = fields.Url(load_default="https://api.bigcommerce.com", schemes={"http", "https"}, require_tld=False)
     login_url = fields.Url(load_default="https://login.bigcommerce.com", schemes={"http", "https"}, require_tld=False)
     timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0, min_inclusive=False, max=300))
@@ -158,9 +176,12 @@ class WebhooksSettings:
 class WebhooksSchema(_Section):
     secret = fields.String(
         required=True,
-        validate=validate.Length(
-            min=MIN_SECRET_LENGTH, max=4096, error=f"Must be at least {MIN_SECRET_LENGTH} characters (a long random string)."
-        ),
+        validate=[
+            validate.Length(
+                min=MIN_SECRET_LENGTH, max=4096, error=f"Must be at least {MIN_SECRET_LENGTH} characters (a long random string)."
+            ),
+            NotPlaceholder(GENERATE),
+        ],
     )
 
     @post_load
@@ -178,8 +199,8 @@ class RefersionSettings:
 
 
 class RefersionSchema(_Section):
-    public_key = _secret(required=True)
-    secret_key = _secret(required=True)
+    public_key = _secret(FROM_REFERSION, required=True)
+    secret_key = _secret(FROM_REFERSION, required=True)
     orders_url = fields.Url(
         load_default="https://inbound-webhooks.refersion.com/tracker/orders/paid", schemes={"http", "https"}, require_tld=False
     )

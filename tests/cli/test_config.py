@@ -213,3 +213,51 @@ def test_bridge_config_and_other_environment_variables_are_not_settings(tmp_path
     path = write(tmp_path, "")
     settings = load_settings(None, environ={**REQUIRED, "BRIDGE_CONFIG": str(path), "BRIDGEPORT": "x", "WEB_CONCURRENCY": "2"})
     assert settings.source == str(path)
+
+
+SECRET_VARIABLES = [
+    "BRIDGE_WEBHOOKS_SECRET",
+    "BRIDGE_REFERSION_PUBLIC_KEY",
+    "BRIDGE_REFERSION_SECRET_KEY",
+    "BRIDGE_SERVER_SESSION_SECRET",
+    "BRIDGE_SERVER_ADMIN_TOKEN",
+    "BRIDGE_BIGCOMMERCE_ACCESS_TOKEN",
+    "BRIDGE_BIGCOMMERCE_CLIENT_SECRET",
+]
+
+
+@pytest.mark.parametrize("variable", SECRET_VARIABLES)
+@pytest.mark.parametrize(
+    "placeholder",
+    [
+        "change-me-to-a-long-random-string",
+        "CHANGEME_please_0123456789",
+        "sec_your_key_0123456789abcdef",
+        "pub_your_key",
+        "your public key",
+        "your-secret-here-0123456789",
+        "replace-me-with-a-real-secret",
+        "an-example-secret-0123456789",
+        "xxxxxxxxxxxxxxxxxxxxxxxx",
+        "0000000000000000",
+        "sec_...",
+        "placeholder-placeholder",
+    ],
+)
+def test_placeholder_secrets_are_refused_naming_the_key_not_the_value(variable, placeholder):
+    env = {**REQUIRED, "BRIDGE_BIGCOMMERCE_STORE_HASH": "abc123", "BRIDGE_BIGCOMMERCE_ACCESS_TOKEN": "tok-secret-1", variable: placeholder}
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ=env)
+    key = variable.removeprefix("BRIDGE_").lower().replace("_", ".", 1)
+    lines = problems(caught.value)
+    assert any(line.startswith(f"config error: {key}: Looks like a placeholder, not a real value: ") for line in lines), lines
+    assert placeholder not in str(caught.value)
+
+
+def test_real_looking_secrets_are_accepted():
+    import secrets
+
+    values = [secrets.token_urlsafe(32), secrets.token_hex(32), "whsec-test-0123456789-abcdefghij", "bc-client-secret-for-signing"]
+    for value in values:
+        env = {**REQUIRED, **{variable: value for variable in SECRET_VARIABLES}, "BRIDGE_BIGCOMMERCE_STORE_HASH": "abc123"}
+        assert load_settings(None, environ=env).webhooks.secret == value
