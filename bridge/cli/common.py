@@ -60,6 +60,16 @@ def load_settings_or_exit(ctx: click.Context) -> Settings:
     return settings
 
 
+def require_free_port(ctx: click.Context, host: str, port: int) -> None:
+    """Stop with one line unless gunicorn will be able to listen on ``host:port``."""
+    from bridge.serving import listen_problem
+
+    problem = listen_problem(host, port)
+    if problem:
+        click.echo(problem, err=True)
+        ctx.exit(2)
+
+
 def prepare_database(ctx: click.Context, settings: Settings) -> None:
     """Create and migrate the database, or stop with one line saying why not."""
     try:

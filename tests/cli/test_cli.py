@@ -3,6 +3,7 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -155,3 +156,27 @@ def test_commands_added_later_accept_config_after_their_name_too():
     result = CliRunner().invoke(group, ["hooks", "list", "--config", "late.toml"], obj="early.toml")
     assert result.exit_code == 0, result.output
     assert seen == ["late.toml"]
+
+
+@pytest.mark.parametrize("command", ["serve", "web"])
+def test_a_port_in_use_is_one_clear_line_and_nothing_starts(command, environ):
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen()
+        port = other_program.getsockname()[1]
+        result = run_bridge([command, "--port", str(port)], {**environ, "BRIDGE_SERVER_HOST": "127.0.0.1"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"cannot listen on 127.0.0.1:{port}: the address is already in use; "
+        "stop the other program or choose another port with --port or server.port"
+    ]
+    assert "Worker" not in result.stderr and "serving" not in result.stderr
+
+
+def test_an_address_of_another_machine_is_one_clear_line():
+    from bridge.serving import listen_problem
+
+    assert listen_problem("192.0.2.1", 8000) == (  # TEST-NET-1: no interface here has it
+        "cannot listen on 192.0.2.1:8000: no interface of this machine has that address; choose another with --host or server.host"
+    )
+    assert listen_problem("127.0.0.1", free_port()) is None
