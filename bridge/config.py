@@ -7,6 +7,8 @@ problem. No secret ever falls back to a generated or dummy value.
 
 from __future__ import annotations
 
+import dataclasses
+import decimal
 import difflib
 import os
 import re
@@ -29,6 +31,8 @@ PLACEHOLDER = re.compile(r"change.?me|replace.?me|placeholder|example|dummy|your
 GENERATE = "generate one with python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 FROM_REFERSION = "copy the key pair from Refersion › Account › Settings › Refersion API"
 FROM_BIGCOMMERCE = "copy it from the store's API account (Settings › Store-level API accounts)"
+GENERATE_FERNET = "generate one with python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
+ORIGIN_ERROR = "{input!r} is not an origin (scheme://host[:port], no path, as in https://shop.example.com)."
 
 
 class ConfigError(Exception):
@@ -41,6 +45,10 @@ class ListFromText(fields.List):
     ``[2, 3]`` is read as a TOML array; anything else is split on commas. An item's
     error names the item, not its index.
     """
+
+    def __init__(self, *args, secret: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.secret = secret
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str):
@@ -58,11 +66,16 @@ class ListFromText(fields.List):
             if not isinstance(error.messages, dict):
                 raise
             raise ValidationError(
-                [self._item_message(value[index], message) for index, messages in sorted(error.messages.items()) for message in messages]
+                [
+                    self._item_message(index, value[index], message)
+                    for index, messages in sorted(error.messages.items())
+                    for message in messages
+                ]
             ) from None
 
-    @staticmethod
-    def _item_message(item, message: str) -> str:
+    def _item_message(self, index: int, item, message: str) -> str:
+        if self.secret:
+            return f"item {index + 1}: {message}"
         # Messages written for the item name it already (as read, or as parsed from text).
         names = tuple(name for name in (repr(item), str(item)) if name)
         return message if message.startswith(names) else f"{item!r}: {message}"
@@ -89,6 +102,13 @@ def _secret(fix: str, **kwargs) -> fields.String:
     return fields.String(validate=[validate.Length(min=1), NotPlaceholder(fix)], **kwargs)
 
 
+def _origins(wildcard: bool = False) -> ListFromText:
+    """A list of web origins; CSP sources (``wildcard``) may start with ``*.``."""
+    host = r"(\*\.)?" if wildcard else ""
+    origin = _fullmatch(rf"https?://{host}[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{{1,5}})?", error=ORIGIN_ERROR)
+    return ListFromText(fields.String(validate=origin), load_default=list)
+
+
 class _Section(Schema):
     class Meta:
         unknown = RAISE
@@ -101,6 +121,9 @@ class ServerSettings:
     port: int = 8000
     session_secret: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
+    encryption_keys: tuple[str, ...] = field(default=(), repr=False)  # the first encrypts, all decrypt
+    frame_ancestors: tuple[str, ...] = ()
+    metrics_token: str | None = field(default=None, repr=False)
 
 
 class ServerSchema(_Section):
@@ -109,11 +132,27 @@ class ServerSchema(_Section):
     port = fields.Integer(load_default=8000, validate=validate.Range(min=1, max=65535))
     session_secret = _secret(GENERATE, load_default=None)
     admin_token = _secret(GENERATE, load_default=None)
+    # Fernet's own format, checked without its library: 43 URL-safe base64 characters and
+    # one "=" are exactly 32 bytes.
+    encryption_key = ListFromText(
+        fields.String(
+            validate=[
+                _fullmatch(r"[A-Za-z0-9_-]{43}=", error=f"Not a Fernet key (URL-safe base64 of 32 bytes); {GENERATE_FERNET}."),
+                NotPlaceholder(GENERATE_FERNET),
+            ]
+        ),
+        secret=True,
+        load_default=list,
+    )
+    frame_ancestors = _origins(wildcard=True)
+    metrics_token = _secret(GENERATE, load_default=None)
 
     @post_load
     def make(self, data, **kwargs):
         if data["public_url"]:
             data["public_url"] = data["public_url"].rstrip("/")
+        data["encryption_keys"] = tuple(data.pop("encryption_key"))
+        data["frame_ancestors"] = tuple(data["frame_ancestors"])
         return ServerSettings(**data)
 
 
@@ -193,6 +232,7 @@ class WebhooksSchema(_Section):
 class RefersionSettings:
     public_key: str
     secret_key: str = field(repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
     orders_url: str = "https://inbound-webhooks.refersion.com/tracker/orders/paid"
     api_url: str = "https://api.refersion.com/v2"
     timeout: float = 20.0
@@ -201,6 +241,7 @@ class RefersionSettings:
 class RefersionSchema(_Section):
     public_key = _secret(FROM_REFERSION, required=True)
     secret_key = _secret(FROM_REFERSION, required=True)
+    webhook_secret = _secret("copy it from Refersion's webhook settings", load_default=None)
     orders_url = fields.Url(
         load_default="https://inbound-webhooks.refersion.com/tracker/orders/paid", schemes={"http", "https"}, require_tld=False
     )
@@ -214,6 +255,7 @@ class RefersionSchema(_Section):
 
 
 PAYMENT_STATUS_ERROR = "{input!r} is not a BigCommerce payment status (one of: {choices})."
+CHANNEL_ID_ERROR = "{input!r} is not a channel id (a whole number, 1 or more; 1 is the storefront)."
 STATUS_ID_ERROR = "{input!r} is not a status id (a whole number, 0 or more: 2 Shipped, 10 Completed, ...)."
 
 
@@ -229,6 +271,11 @@ class RulesSchema(_Section):
     accept_authorized = fields.Boolean(load_default=False)
     excluded_coupons = ListFromText(fields.String(validate=validate.Length(min=1)), load_default=list)
     sync_cancellations = fields.Boolean(load_default=True)
+    channel_ids = ListFromText(
+        fields.Integer(validate=validate.Range(min=1, error=CHANNEL_ID_ERROR), error_messages={"invalid": CHANNEL_ID_ERROR}),
+        load_default=list,
+    )
+    report_gift_certificates = fields.Boolean(load_default=False)
     dry_run = fields.Boolean(load_default=False)
 
     @post_load
@@ -240,17 +287,21 @@ class RulesSchema(_Section):
             excluded_coupons=tuple(data["excluded_coupons"]),
             sync_cancellations=data["sync_cancellations"],
             dry_run=data["dry_run"],
+            channel_ids=frozenset(data["channel_ids"]) or None,
+            report_gift_certificates=data["report_gift_certificates"],
         )
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
     poll_interval: float = 0.2
+    reconcile_interval: float = 900.0  # 0: no reconcile passes
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(DEFAULT_RETRY_SCHEDULE))
 
 
 class WorkerSchema(_Section):
     poll_interval = fields.Float(load_default=0.2, validate=validate.Range(min=0.01, max=60))
+    reconcile_interval = fields.Float(load_default=900.0, validate=validate.Range(min=0))
     retry_schedule = ListFromText(
         fields.Float(validate=validate.Range(min=0, min_inclusive=False, max=7 * 86400)),
         load_default=lambda: list(DEFAULT_RETRY_SCHEDULE),
@@ -259,7 +310,85 @@ class WorkerSchema(_Section):
 
     @post_load
     def make(self, data, **kwargs):
-        return WorkerSettings(poll_interval=data["poll_interval"], retry=RetryPolicy(tuple(data["retry_schedule"])))
+        return WorkerSettings(
+            poll_interval=data["poll_interval"],
+            reconcile_interval=data["reconcile_interval"],
+            retry=RetryPolicy(tuple(data["retry_schedule"])),
+        )
+
+
+@dataclass(frozen=True)
+class AlertsSettings:
+    webhook_url: str | None = field(default=None, repr=False)  # a Slack hook URL holds its token
+    quiet_hours: float = 6.0
+
+
+class AlertsSchema(_Section):
+    webhook_url = fields.Url(
+        load_default=None,
+        schemes={"http", "https"},
+        require_tld=False,
+        validate=NotPlaceholder("copy the incoming webhook URL from Slack (or a compatible service)"),
+    )
+    quiet_hours = fields.Float(load_default=6.0, validate=validate.Range(min=0, min_inclusive=False))
+
+    @post_load
+    def make(self, data, **kwargs):
+        return AlertsSettings(**data)
+
+
+COUPON_APIS = ("promotions", "coupons")
+COUPON_DISCOUNT_TYPES = ("percentage_discount", "per_item_discount", "per_total_discount", "free_shipping")
+
+
+@dataclass(frozen=True)
+class CouponSettings:
+    """The template for coupon codes pushed to BigCommerce (``bridge coupons push``)."""
+
+    api: str = "promotions"
+    promotion_id: int | None = None
+    discount_type: str = "percentage_discount"
+    amount: decimal.Decimal | None = None
+    applies_to: tuple[int, ...] = ()  # category ids; empty: the whole catalogue
+
+
+class CouponsSchema(_Section):
+    """No key set: coupon push is off (the section loads as None)."""
+
+    api = fields.String(validate=validate.OneOf(COUPON_APIS, error="Must be one of: {choices}."))
+    promotion_id = fields.Integer(validate=validate.Range(min=1))
+    discount_type = fields.String(validate=validate.OneOf(COUPON_DISCOUNT_TYPES, error="Must be one of: {choices}."))
+    amount = fields.Decimal(validate=validate.Range(min=0, min_inclusive=False))
+    applies_to = ListFromText(fields.Integer(validate=validate.Range(min=0, error="{input!r} is not a category id.")))
+
+    @validates_schema
+    def complete(self, data, **kwargs):
+        if not data:
+            return
+        template = {**dataclasses.asdict(CouponSettings()), **data}
+        if template["api"] == "promotions" and template["promotion_id"] is None:
+            raise ValidationError('is required with api = "promotions" (the id of the promotion codes are added to).', "promotion_id")
+        if template["api"] == "coupons" and template["discount_type"] != "free_shipping" and template["amount"] is None:
+            raise ValidationError(f'is required with api = "coupons" and discount_type = "{template["discount_type"]}".', "amount")
+
+    @post_load
+    def make(self, data, **kwargs):
+        if not data:
+            return None
+        return CouponSettings(**{**data, "applies_to": tuple(data.get("applies_to", ()))})
+
+
+@dataclass(frozen=True)
+class StorefrontSettings:
+    allowed_origins: tuple[str, ...] = ()  # empty: the store's own domains, read from BigCommerce
+
+
+class StorefrontSchema(_Section):
+    allowed_origins = _origins()
+
+    @post_load
+    def make(self, data, **kwargs):
+        return StorefrontSettings(allowed_origins=tuple(data["allowed_origins"]))
 
 
 SECTIONS: dict[str, type[Schema]] = {
@@ -270,6 +399,9 @@ SECTIONS: dict[str, type[Schema]] = {
     "refersion": RefersionSchema,
     "rules": RulesSchema,
     "worker": WorkerSchema,
+    "alerts": AlertsSchema,
+    "coupons": CouponsSchema,
+    "storefront": StorefrontSchema,
 }
 
 
@@ -282,6 +414,9 @@ class Settings:
     refersion: RefersionSettings
     rules: Policy
     worker: WorkerSettings
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    coupons: CouponSettings | None = None
+    storefront: StorefrontSettings = field(default_factory=StorefrontSettings)
     source: str = "environment only"
 
     def secrets(self) -> list[str]:
@@ -289,10 +424,14 @@ class Settings:
         values = [
             self.server.session_secret,
             self.server.admin_token,
+            *self.server.encryption_keys,
+            self.server.metrics_token,
             self.bigcommerce.access_token,
             self.bigcommerce.client_secret,
             self.webhooks.secret,
             self.refersion.secret_key,
+            self.refersion.webhook_secret,
+            self.alerts.webhook_url,
         ]
         return [value for value in values if value]
 

@@ -62,6 +62,8 @@ class Policy:
     excluded_coupons: tuple[str, ...] = ()
     sync_cancellations: bool = True
     dry_run: bool = False
+    channel_ids: frozenset[int] | None = None  # None: every channel
+    report_gift_certificates: bool = False
 
     def accepts_payment(self, payment_status: str) -> bool:
         if payment_status in self.payment_statuses:
