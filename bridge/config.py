@@ -7,8 +7,11 @@ problem. No secret ever falls back to a generated or dummy value.
 
 from __future__ import annotations
 
+import dataclasses
+import decimal
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,8 +23,16 @@ from bridge.core.retry import RetryPolicy
 from bridge.core.rules import PAYMENT_STATUSES, Policy
 
 ENV_PREFIX = "BRIDGE_"
+CONFIG_ENV = "BRIDGE_CONFIG"  # the file's path, not a setting
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400)
 MIN_SECRET_LENGTH = 16
+# Values copied from documentation rather than from the service: never a real secret.
+PLACEHOLDER = re.compile(r"change.?me|replace.?me|placeholder|example|dummy|your([\W_]|key|secret|token)|xxxx|\.\.\.|…", re.IGNORECASE)
+GENERATE = "generate one with python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+FROM_REFERSION = "copy the key pair from Refersion › Account › Settings › Refersion API"
+FROM_BIGCOMMERCE = "copy it from the store's API account (Settings › Store-level API accounts)"
+GENERATE_FERNET = "generate one with python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
+ORIGIN_ERROR = "{input!r} is not an origin (scheme://host[:port], no path, as in https://shop.example.com)."
 
 
 class ConfigError(Exception):
@@ -31,8 +42,13 @@ class ConfigError(Exception):
 class ListFromText(fields.List):
     """A list that may also come from an environment variable as text.
 
-    ``[2, 3]`` is read as a TOML array; anything else is split on commas.
+    ``[2, 3]`` is read as a TOML array; anything else is split on commas. An item's
+    error names the item, not its index.
     """
+
+    def __init__(self, *args, secret: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.secret = secret
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, str):
@@ -44,11 +60,53 @@ class ListFromText(fields.List):
                     raise ValidationError(f"Not a valid list: {error}.") from error
             else:
                 value = [part.strip() for part in text.split(",") if part.strip()]
-        return super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError as error:
+            if not isinstance(error.messages, dict):
+                raise
+            raise ValidationError(
+                [
+                    self._item_message(index, value[index], message)
+                    for index, messages in sorted(error.messages.items())
+                    for message in messages
+                ]
+            ) from None
+
+    def _item_message(self, index: int, item, message: str) -> str:
+        if self.secret:
+            return f"item {index + 1}: {message}"
+        # Messages written for the item name it already (as read, or as parsed from text).
+        names = tuple(name for name in (repr(item), str(item)) if name)
+        return message if message.startswith(names) else f"{item!r}: {message}"
 
 
-def _secret(**kwargs) -> fields.String:
-    return fields.String(validate=validate.Length(min=1), **kwargs)
+def _fullmatch(pattern: str, error: str) -> validate.Regexp:
+    """A Regexp validator for the whole value: ``^...$`` would let a trailing newline through."""
+    return validate.Regexp(rf"\A(?:{pattern})\Z", error=error)
+
+
+class NotPlaceholder(validate.Validator):
+    """Refuses placeholder values such as ``change-me`` or ``xxxx``, without echoing them."""
+
+    def __init__(self, fix: str):
+        self.fix = fix
+
+    def __call__(self, value: str) -> str:
+        if PLACEHOLDER.search(value) or (len(value) > 1 and len(set(value)) == 1):
+            raise ValidationError(f"Looks like a placeholder, not a real value: {self.fix}.")
+        return value
+
+
+def _secret(fix: str, **kwargs) -> fields.String:
+    return fields.String(validate=[validate.Length(min=1), NotPlaceholder(fix)], **kwargs)
+
+
+def _origins(wildcard: bool = False) -> ListFromText:
+    """A list of web origins; CSP sources (``wildcard``) may start with ``*.``."""
+    host = r"(\*\.)?" if wildcard else ""
+    origin = _fullmatch(rf"https?://{host}[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{{1,5}})?", error=ORIGIN_ERROR)
+    return ListFromText(fields.String(validate=origin), load_default=list)
 
 
 class _Section(Schema):
@@ -63,19 +121,38 @@ class ServerSettings:
     port: int = 8000
     session_secret: str | None = field(default=None, repr=False)
     admin_token: str | None = field(default=None, repr=False)
+    encryption_keys: tuple[str, ...] = field(default=(), repr=False)  # the first encrypts, all decrypt
+    frame_ancestors: tuple[str, ...] = ()
+    metrics_token: str | None = field(default=None, repr=False)
 
 
 class ServerSchema(_Section):
     public_url = fields.Url(load_default=None, schemes={"http", "https"}, require_tld=False)
     host = fields.String(load_default="127.0.0.1", validate=validate.Length(min=1))
     port = fields.Integer(load_default=8000, validate=validate.Range(min=1, max=65535))
-    session_secret = _secret(load_default=None)
-    admin_token = _secret(load_default=None)
+    session_secret = _secret(GENERATE, load_default=None)
+    admin_token = _secret(GENERATE, load_default=None)
+    # Fernet's own format, checked without its library: 43 URL-safe base64 characters and
+    # one "=" are exactly 32 bytes.
+    encryption_key = ListFromText(
+        fields.String(
+            validate=[
+                _fullmatch(r"[A-Za-z0-9_-]{43}=", error=f"Not a Fernet key (URL-safe base64 of 32 bytes); {GENERATE_FERNET}."),
+                NotPlaceholder(GENERATE_FERNET),
+            ]
+        ),
+        secret=True,
+        load_default=list,
+    )
+    frame_ancestors = _origins(wildcard=True)
+    metrics_token = _secret(GENERATE, load_default=None)
 
     @post_load
     def make(self, data, **kwargs):
         if data["public_url"]:
             data["public_url"] = data["public_url"].rstrip("/")
+        data["encryption_keys"] = tuple(data.pop("encryption_key"))
+        data["frame_ancestors"] = tuple(data["frame_ancestors"])
         return ServerSettings(**data)
 
 
@@ -108,11 +185,11 @@ class BigCommerceSettings:
 class BigCommerceSchema(_Section):
     store_hash = fields.String(
         load_default=None,
-        validate=validate.Regexp(r"^[A-Za-z0-9]{1,64}$", error="Not a store hash (letters and digits, as in stores/abc123)."),
+        validate=_fullmatch(r"[A-Za-z0-9]{1,64}", error="Not a store hash (letters and digits, as in stores/abc123)."),
     )
-    access_token = _secret(load_default=None)
-    client_id = _secret(load_default=None)
-    client_secret = _secret(load_default=None)
+    access_token = _secret(FROM_BIGCOMMERCE, load_default=None)
+    client_id = fields.String(load_default=None, validate=validate.Length(min=1))
+    client_secret = _secret(FROM_BIGCOMMERCE, load_default=None)
     api_url = fields.Url(load_default="https://api.bigcommerce.com", schemes={"http", "https"}, require_tld=False)
     login_url = fields.Url(load_default="https://login.bigcommerce.com", schemes={"http", "https"}, require_tld=False)
     timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0, min_inclusive=False, max=300))
@@ -138,9 +215,12 @@ class WebhooksSettings:
 class WebhooksSchema(_Section):
     secret = fields.String(
         required=True,
-        validate=validate.Length(
-            min=MIN_SECRET_LENGTH, max=4096, error=f"Must be at least {MIN_SECRET_LENGTH} characters (a long random string)."
-        ),
+        validate=[
+            validate.Length(
+                min=MIN_SECRET_LENGTH, max=4096, error=f"Must be at least {MIN_SECRET_LENGTH} characters (a long random string)."
+            ),
+            NotPlaceholder(GENERATE),
+        ],
     )
 
     @post_load
@@ -152,14 +232,16 @@ class WebhooksSchema(_Section):
 class RefersionSettings:
     public_key: str
     secret_key: str = field(repr=False)
+    webhook_secret: str | None = field(default=None, repr=False)
     orders_url: str = "https://inbound-webhooks.refersion.com/tracker/orders/paid"
     api_url: str = "https://api.refersion.com/v2"
     timeout: float = 20.0
 
 
 class RefersionSchema(_Section):
-    public_key = _secret(required=True)
-    secret_key = _secret(required=True)
+    public_key = _secret(FROM_REFERSION, required=True)
+    secret_key = _secret(FROM_REFERSION, required=True)
+    webhook_secret = _secret("copy it from Refersion's webhook settings", load_default=None)
     orders_url = fields.Url(
         load_default="https://inbound-webhooks.refersion.com/tracker/orders/paid", schemes={"http", "https"}, require_tld=False
     )
@@ -172,18 +254,28 @@ class RefersionSchema(_Section):
         return RefersionSettings(**data)
 
 
+PAYMENT_STATUS_ERROR = "{input!r} is not a BigCommerce payment status (one of: {choices})."
+CHANNEL_ID_ERROR = "{input!r} is not a channel id (a whole number, 1 or more; 1 is the storefront)."
+STATUS_ID_ERROR = "{input!r} is not a status id (a whole number, 0 or more: 2 Shipped, 10 Completed, ...)."
+
+
 class RulesSchema(_Section):
     order_statuses = ListFromText(
-        fields.Integer(validate=validate.Range(min=0)),
+        fields.Integer(validate=validate.Range(min=0, error=STATUS_ID_ERROR), error_messages={"invalid": STATUS_ID_ERROR}),
         load_default=lambda: [2, 3, 8, 9, 10, 11],
     )
     payment_statuses = ListFromText(
-        fields.String(validate=validate.OneOf(PAYMENT_STATUSES, error="Must be one of: {choices}.")),
+        fields.String(validate=validate.OneOf(PAYMENT_STATUSES, error=PAYMENT_STATUS_ERROR)),
         load_default=lambda: ["captured", "paid"],
     )
     accept_authorized = fields.Boolean(load_default=False)
     excluded_coupons = ListFromText(fields.String(validate=validate.Length(min=1)), load_default=list)
     sync_cancellations = fields.Boolean(load_default=True)
+    channel_ids = ListFromText(
+        fields.Integer(validate=validate.Range(min=1, error=CHANNEL_ID_ERROR), error_messages={"invalid": CHANNEL_ID_ERROR}),
+        load_default=list,
+    )
+    report_gift_certificates = fields.Boolean(load_default=False)
     dry_run = fields.Boolean(load_default=False)
 
     @post_load
@@ -195,17 +287,21 @@ class RulesSchema(_Section):
             excluded_coupons=tuple(data["excluded_coupons"]),
             sync_cancellations=data["sync_cancellations"],
             dry_run=data["dry_run"],
+            channel_ids=frozenset(data["channel_ids"]) or None,
+            report_gift_certificates=data["report_gift_certificates"],
         )
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
     poll_interval: float = 0.2
+    reconcile_interval: float = 900.0  # 0: no reconcile passes
     retry: RetryPolicy = field(default_factory=lambda: RetryPolicy(DEFAULT_RETRY_SCHEDULE))
 
 
 class WorkerSchema(_Section):
     poll_interval = fields.Float(load_default=0.2, validate=validate.Range(min=0.01, max=60))
+    reconcile_interval = fields.Float(load_default=900.0, validate=validate.Range(min=0))
     retry_schedule = ListFromText(
         fields.Float(validate=validate.Range(min=0, min_inclusive=False, max=7 * 86400)),
         load_default=lambda: list(DEFAULT_RETRY_SCHEDULE),
@@ -214,7 +310,85 @@ class WorkerSchema(_Section):
 
     @post_load
     def make(self, data, **kwargs):
-        return WorkerSettings(poll_interval=data["poll_interval"], retry=RetryPolicy(tuple(data["retry_schedule"])))
+        return WorkerSettings(
+            poll_interval=data["poll_interval"],
+            reconcile_interval=data["reconcile_interval"],
+            retry=RetryPolicy(tuple(data["retry_schedule"])),
+        )
+
+
+@dataclass(frozen=True)
+class AlertsSettings:
+    webhook_url: str | None = field(default=None, repr=False)  # a Slack hook URL holds its token
+    quiet_hours: float = 6.0
+
+
+class AlertsSchema(_Section):
+    webhook_url = fields.Url(
+        load_default=None,
+        schemes={"http", "https"},
+        require_tld=False,
+        validate=NotPlaceholder("copy the incoming webhook URL from Slack (or a compatible service)"),
+    )
+    quiet_hours = fields.Float(load_default=6.0, validate=validate.Range(min=0, min_inclusive=False))
+
+    @post_load
+    def make(self, data, **kwargs):
+        return AlertsSettings(**data)
+
+
+COUPON_APIS = ("promotions", "coupons")
+COUPON_DISCOUNT_TYPES = ("percentage_discount", "per_item_discount", "per_total_discount", "free_shipping")
+
+
+@dataclass(frozen=True)
+class CouponSettings:
+    """The template for coupon codes pushed to BigCommerce (``bridge coupons push``)."""
+
+    api: str = "promotions"
+    promotion_id: int | None = None
+    discount_type: str = "percentage_discount"
+    amount: decimal.Decimal | None = None
+    applies_to: tuple[int, ...] = ()  # category ids; empty: the whole catalogue
+
+
+class CouponsSchema(_Section):
+    """No key set: coupon push is off (the section loads as None)."""
+
+    api = fields.String(validate=validate.OneOf(COUPON_APIS, error="Must be one of: {choices}."))
+    promotion_id = fields.Integer(validate=validate.Range(min=1))
+    discount_type = fields.String(validate=validate.OneOf(COUPON_DISCOUNT_TYPES, error="Must be one of: {choices}."))
+    amount = fields.Decimal(validate=validate.Range(min=0, min_inclusive=False))
+    applies_to = ListFromText(fields.Integer(validate=validate.Range(min=0, error="{input!r} is not a category id.")))
+
+    @validates_schema
+    def complete(self, data, **kwargs):
+        if not data:
+            return
+        template = {**dataclasses.asdict(CouponSettings()), **data}
+        if template["api"] == "promotions" and template["promotion_id"] is None:
+            raise ValidationError('is required with api = "promotions" (the id of the promotion codes are added to).', "promotion_id")
+        if template["api"] == "coupons" and template["discount_type"] != "free_shipping" and template["amount"] is None:
+            raise ValidationError(f'is required with api = "coupons" and discount_type = "{template["discount_type"]}".', "amount")
+
+    @post_load
+    def make(self, data, **kwargs):
+        if not data:
+            return None
+        return CouponSettings(**{**data, "applies_to": tuple(data.get("applies_to", ()))})
+
+
+@dataclass(frozen=True)
+class StorefrontSettings:
+    allowed_origins: tuple[str, ...] = ()  # empty: the store's own domains, read from BigCommerce
+
+
+class StorefrontSchema(_Section):
+    allowed_origins = _origins()
+
+    @post_load
+    def make(self, data, **kwargs):
+        return StorefrontSettings(allowed_origins=tuple(data["allowed_origins"]))
 
 
 SECTIONS: dict[str, type[Schema]] = {
@@ -225,6 +399,9 @@ SECTIONS: dict[str, type[Schema]] = {
     "refersion": RefersionSchema,
     "rules": RulesSchema,
     "worker": WorkerSchema,
+    "alerts": AlertsSchema,
+    "coupons": CouponsSchema,
+    "storefront": StorefrontSchema,
 }
 
 
@@ -237,6 +414,9 @@ class Settings:
     refersion: RefersionSettings
     rules: Policy
     worker: WorkerSettings
+    alerts: AlertsSettings = field(default_factory=AlertsSettings)
+    coupons: CouponSettings | None = None
+    storefront: StorefrontSettings = field(default_factory=StorefrontSettings)
     source: str = "environment only"
 
     def secrets(self) -> list[str]:
@@ -244,10 +424,14 @@ class Settings:
         values = [
             self.server.session_secret,
             self.server.admin_token,
+            *self.server.encryption_keys,
+            self.server.metrics_token,
             self.bigcommerce.access_token,
             self.bigcommerce.client_secret,
             self.webhooks.secret,
             self.refersion.secret_key,
+            self.refersion.webhook_secret,
+            self.alerts.webhook_url,
         ]
         return [value for value in values if value]
 
@@ -268,10 +452,10 @@ def _read_file(path: Path) -> dict:
         raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
 
 
-def _unknown_key_message(name: str, known: list[str]) -> str:
+def _unknown_key_message(name: str, known: list[str], what: str = "key") -> str:
     close = difflib.get_close_matches(name, known, n=1)
     hint = f" (did you mean {close[0]}?)" if close else ""
-    return f"{name}: unknown key{hint}"
+    return f"{name}: unknown {what}{hint}"
 
 
 def _flatten_errors(messages, prefix: str) -> list[str]:
@@ -281,7 +465,7 @@ def _flatten_errors(messages, prefix: str) -> list[str]:
         if isinstance(value, dict):
             lines.extend(_flatten_errors(value, name))
         else:
-            lines.append(f"{name}: {' '.join(str(v) for v in value)}")
+            lines.extend(f"{name}: {message}" for message in value)
     return lines
 
 
@@ -293,7 +477,7 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
     :raise ConfigError: naming every missing or invalid key.
     """
     environ = os.environ if environ is None else environ
-    path = path or environ.get("BRIDGE_CONFIG") or None
+    path = path or environ.get(CONFIG_ENV) or None
     raw = _read_file(Path(path)) if path else {}
 
     problems: list[str] = []
@@ -302,6 +486,11 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
             problems.append(_unknown_key_message(name, list(SECTIONS)))
         elif not isinstance(value, dict):
             problems.append(f"{name}: must be a [{name}] table")
+
+    known_env = [_env_name(name, key) for name, schema_class in SECTIONS.items() for key in schema_class().fields]
+    for name in environ:
+        if name.startswith(ENV_PREFIX) and name != CONFIG_ENV and name not in known_env:
+            problems.append(_unknown_key_message(name, known_env, "setting"))
 
     loaded = {}
     for name, schema_class in SECTIONS.items():

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +21,12 @@ from bridge.worker.loop import Worker
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT = 30.0  # seconds each half gets to finish what it holds after SIGTERM
+
+LISTEN_FIXES = {
+    errno.EADDRINUSE: "the address is already in use; stop the other program or choose another port with --port or server.port",
+    errno.EACCES: "permission denied; choose a port above 1023 with --port or server.port",
+    errno.EADDRNOTAVAIL: "no interface of this machine has that address; choose another with --host or server.host",
+}
 
 
 class WebServer(BaseApplication):
@@ -48,6 +56,26 @@ class WebServer(BaseApplication):
 
     def load(self):
         return create_app(self.settings)
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why gunicorn could not listen on ``host:port``, in one line; None when it can.
+
+    Binds (and closes) a socket with SO_REUSEADDR as gunicorn does, so a port that only
+    has connections in TIME_WAIT counts as free.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except socket.gaierror:
+        reason = "no such host name; choose another with --host or server.host"
+    except OSError as error:
+        reason = LISTEN_FIXES.get(error.errno, f"{error.strerror}; choose another --host/--port or server.host/server.port")
+    else:
+        return None
+    return f"cannot listen on {f'[{host}]' if family == socket.AF_INET6 else host}:{port}: {reason}"
 
 
 def run_web(settings: Settings, host: str, port: int) -> None:

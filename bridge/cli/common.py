@@ -16,6 +16,35 @@ host_option = click.option("--host", default=None, help="Interface to listen on 
 port_option = click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port to listen on [default: server.port].")
 
 
+def _use_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.obj = value
+
+
+def accept_config(command: click.Command) -> None:
+    """Let ``command`` (and every command under it) take ``--config`` after its name too."""
+    if not any(param.name == "config_path" for param in command.params):
+        command.params.append(
+            click.Option(
+                ["--config", "config_path"],
+                type=click.Path(dir_okay=False),
+                expose_value=False,
+                callback=_use_config,
+                help="TOML configuration file [overrides `bridge --config` and BRIDGE_CONFIG].",
+            )
+        )
+    for subcommand in getattr(command, "commands", {}).values():
+        accept_config(subcommand)
+
+
+class BridgeGroup(click.Group):
+    """A command group whose commands all accept ``--config`` before or after their name."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        accept_config(cmd)
+        super().add_command(cmd, name)
+
+
 def load_settings_or_exit(ctx: click.Context) -> Settings:
     """Load and validate the configuration, or stop with one line per problem."""
     try:
@@ -29,6 +58,16 @@ def load_settings_or_exit(ctx: click.Context) -> Settings:
     if settings.rules.dry_run:
         log.warning("Dry run (rules.dry_run): orders are evaluated and recorded, nothing is sent to Refersion")
     return settings
+
+
+def require_free_port(ctx: click.Context, host: str, port: int) -> None:
+    """Stop with one line unless gunicorn will be able to listen on ``host:port``."""
+    from bridge.serving import listen_problem
+
+    problem = listen_problem(host, port)
+    if problem:
+        click.echo(problem, err=True)
+        ctx.exit(2)
 
 
 def prepare_database(ctx: click.Context, settings: Settings) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from bridge.cli import run
+from bridge.cli.common import BridgeGroup
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from bridge.cli.common import host_option, load_settings_or_exit, port_option, prepare_database
+from bridge.cli.common import host_option, load_settings_or_exit, port_option, prepare_database, require_free_port
 
 
 @click.command()
@@ -18,8 +18,10 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     from bridge.serving import run_both
 
     settings = load_settings_or_exit(ctx)
+    host, port = host or settings.server.host, port or settings.server.port
+    require_free_port(ctx, host, port)
     prepare_database(ctx, settings)
-    sys.exit(run_both(ctx.obj, host or settings.server.host, port or settings.server.port))
+    sys.exit(run_both(ctx.obj, host, port))
 
 
 @click.command()
@@ -31,8 +33,10 @@ def web(ctx: click.Context, host: str | None, port: int | None) -> None:
     from bridge.serving import run_web
 
     settings = load_settings_or_exit(ctx)
+    host, port = host or settings.server.host, port or settings.server.port
+    require_free_port(ctx, host, port)
     prepare_database(ctx, settings)
-    run_web(settings, host or settings.server.host, port or settings.server.port)
+    run_web(settings, host, port)
 
 
 @click.command()

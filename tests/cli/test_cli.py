@@ -3,9 +3,11 @@
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 
+import click
 import pytest
 import requests
 from click.testing import CliRunner
@@ -111,3 +113,70 @@ def test_serve_stops_everything_and_fails_when_one_half_dies(start_serve):
     assert process.wait(timeout=40) == 1
     assert "The worker process exited" in process.output
     assert "Shutting down: Master" in process.output  # gunicorn was stopped too
+
+
+def _bad_port_config(tmp_path, name):
+    config = tmp_path / name
+    config.write_text(
+        '[webhooks]\nsecret = "0123456789abcdef-secret"\n[refersion]\npublic_key = "p"\nsecret_key = "s"\n[server]\nport = "http"\n'
+    )
+    return str(config)
+
+
+@pytest.mark.parametrize("command", sorted(cli.commands))
+@pytest.mark.parametrize("where", ["after the command", "after the command, over the group's", "after the command, over BRIDGE_CONFIG"])
+def test_config_is_accepted_after_every_command_name(command, where, tmp_path):
+    bad = _bad_port_config(tmp_path, "bad.toml")
+    missing = str(tmp_path / "missing.toml")  # would fail differently if it were read
+    args, env = [command, "--config", bad], {}
+    if "group" in where:
+        args = ["--config", missing, *args]
+    if "BRIDGE_CONFIG" in where:
+        env = {"BRIDGE_CONFIG": missing}
+    clean = {key: None for key in os.environ if key.startswith("BRIDGE_")}
+    result = CliRunner().invoke(cli, args, env={**clean, **env})
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == "config error: server.port: Not a valid integer."
+
+
+def test_bridge_config_alone_names_the_file(tmp_path):
+    clean = {key: None for key in os.environ if key.startswith("BRIDGE_")}
+    result = CliRunner().invoke(cli, ["worker"], env={**clean, "BRIDGE_CONFIG": _bad_port_config(tmp_path, "bad.toml")})
+    assert result.exit_code == 2
+    assert result.output.strip() == "config error: server.port: Not a valid integer."
+
+
+def test_commands_added_later_accept_config_after_their_name_too():
+    from bridge.cli.common import BridgeGroup
+
+    group, seen = BridgeGroup(), []
+    sub = BridgeGroup("hooks")
+    group.add_command(sub)
+    sub.add_command(click.Command("list", callback=click.pass_context(lambda ctx: seen.append(ctx.obj))))
+    result = CliRunner().invoke(group, ["hooks", "list", "--config", "late.toml"], obj="early.toml")
+    assert result.exit_code == 0, result.output
+    assert seen == ["late.toml"]
+
+
+@pytest.mark.parametrize("command", ["serve", "web"])
+def test_a_port_in_use_is_one_clear_line_and_nothing_starts(command, environ):
+    with socket.socket() as other_program:
+        other_program.bind(("127.0.0.1", 0))
+        other_program.listen()
+        port = other_program.getsockname()[1]
+        result = run_bridge([command, "--port", str(port)], {**environ, "BRIDGE_SERVER_HOST": "127.0.0.1"})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"cannot listen on 127.0.0.1:{port}: the address is already in use; "
+        "stop the other program or choose another port with --port or server.port"
+    ]
+    assert "Worker" not in result.stderr and "serving" not in result.stderr
+
+
+def test_an_address_of_another_machine_is_one_clear_line():
+    from bridge.serving import listen_problem
+
+    assert listen_problem("192.0.2.1", 8000) == (  # TEST-NET-1: no interface here has it
+        "cannot listen on 192.0.2.1:8000: no interface of this machine has that address; choose another with --host or server.host"
+    )
+    assert listen_problem("127.0.0.1", free_port()) is None
