@@ -67,8 +67,6 @@ class Policy:
     channel_ids: frozenset[int] | None = None  # None: every channel
     report_gift_certificates: bool = False
     dry_run: bool = False
-    channel_ids: frozenset[int] | None = None  # None: every channel
-    report_gift_certificates: bool = False
 
     def accepts_status(self, status_id: int) -> bool:
         # A partially refunded order was paid: with cancellations synced it is reported
