@@ -7,8 +7,8 @@ from sqlite_utils import Database
 
 from bridge.storage import db as database
 
-# Well under gunicorn's 30 s worker timeout: a request stuck behind a lock answers 503
-# (BigCommerce retries) instead of being killed mid-way.
+# A request stuck behind a lock answers 503 (BigCommerce retries) after this long,
+# well before BigCommerce gives up on the delivery.
 REQUEST_BUSY_TIMEOUT = 10.0
 
 
