@@ -78,12 +78,16 @@ class FakeBigCommerce:
         return sum(1 for _, path in self.requests if re.search(rf"/orders/{order_id}(/|$)", path))
 
     def handler(self, request: Request) -> Response:
+        respond = None
         with self._lock:
             self.requests.append((request.method, request.path))
             for scripted in self.script:
                 if scripted.times > 0 and scripted.match(request):
                     scripted.times -= 1
-                    return scripted.respond(request)
+                    respond = scripted.respond
+                    break
+        if respond is not None:  # outside the lock: a slow scripted answer must not hold up the others
+            return respond(request)
         if request.headers.get("X-Auth-Token") != self.access_token:
             return json_response({"status": 401, "title": "Unauthorized"}, 401)
         match = ORDER_PATH.match(request.path)

@@ -94,8 +94,11 @@ def coupon_codes(coupons: Iterable[Mapping], excluded: Iterable[str]) -> list[st
 
 
 def transaction_currency(order: Mapping) -> str:
-    """The currency the shopper paid in, falling back to the display currency."""
-    return text(order.get("default_currency_code")) or text(order.get("currency_code"))
+    """The currency the shopper paid in, falling back to the display currency, then the store's; "" when none is known."""
+    for key in ("default_currency_code", "currency_code", "store_default_currency_code"):
+        if text(order.get(key)):
+            return text(order.get(key))
+    return ""
 
 
 def line_sku(line: Mapping) -> str:
@@ -163,13 +166,15 @@ def build_paid_order(
     payload = {
         "cart_id": cart_id,
         "order_id": str(order["id"]),
-        "currency_code": transaction_currency(order),
         "items": [_item(line) for line in reportable_lines(lines, report_gift_certificates=report_gift_certificates)],
         "shipping": money(order["shipping_cost_ex_tax"] + order["handling_cost_ex_tax"]),
         "tax": money(order["total_tax"]),
         # A negative discount_amount is a surcharge, not a discount: it counts as 0.
         "discount": money(max(order["coupon_discount"], ZERO) + max(order["discount_amount"], ZERO)),
     }
+    currency = transaction_currency(order)
+    if currency:  # left out rather than sent empty: Refersion then uses the account's currency
+        payload["currency_code"] = currency
     codes = coupon_codes(coupons, excluded_coupons)
     if codes:
         payload["discount_code"] = ",".join(codes)

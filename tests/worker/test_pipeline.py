@@ -231,3 +231,76 @@ def test_two_updates_without_created_at_are_both_acted_on(client, worker, bigcom
     post_webhook(client, body)
     worker.run_until_idle()
     assert refersion.order_ids == [str(order_id)]
+
+
+def test_a_line_whose_sku_and_name_are_null_is_reported_not_lost(client, worker, bigcommerce, refersion, db):
+    fixture = load_fixture("manual_discount")
+    fixture["products"][0].update(sku=None, name=None)
+    fixture["order"]["billing_address"] = None
+    order_id = bigcommerce.add(fixture, handling_cost_ex_tax=None, discount_amount=None, is_deleted=None)
+    post_webhook(client, status_updated(order_id, 11))
+    worker.run_until_idle()
+    (received,) = refersion.received
+    assert received.body["items"] == [{"sku": f"product-{fixture['products'][0]['product_id']}", "quantity": 1, "price": 45.0}]
+    assert received.body["customer"] == {"ip_address": "203.0.113.24"}  # the billing address was null
+    assert next(db.query("SELECT state FROM deliveries"))["state"] == "done"
+
+
+def test_custom_lines_get_a_sku_of_their_own_and_gift_certificates_are_left_out(client, worker, bigcommerce, refersion, db):
+    fixture = load_fixture("manual_discount")
+    line = fixture["products"][0]
+    fixture["products"] = [
+        {**line, "id": 401, "product_id": 0, "sku": "", "name": "Custom engraving"},
+        {**line, "id": 402, "product_id": None, "sku": None, "name": "Gift wrap by hand"},
+        {**line, "id": 403, "product_id": 0, "sku": "", "type": "giftcertificate", "name": "$25 Gift Certificate"},
+    ]
+    order_id = bigcommerce.add(fixture)
+    post_webhook(client, status_updated(order_id, 11))
+    worker.run_until_idle()
+    assert [item["sku"] for item in refersion.received[0].body["items"]] == ["line-401", "line-402"]
+    meta = json.loads(next(db.query("SELECT meta FROM deliveries"))["meta"])
+    assert [item["order_product_id"] for item in meta["items"]] == [401, 402]
+
+
+def test_an_order_of_only_gift_certificates_is_skipped_and_reported_when_the_merchant_says_so(
+    client, make_settings, make_worker, bigcommerce, refersion, db
+):
+    fixture = load_fixture("manual_discount")
+    fixture["products"][0].update(type="giftcertificate", sku="", product_id=0, name="$50 Gift Certificate")
+    order_id = bigcommerce.add(fixture)
+    post_webhook(client, status_updated(order_id, 11))
+    make_worker().run_until_idle()
+    assert refersion.attempts == []
+    assert json.loads(order_row(db, order_id)["reasons"])[0]["code"] == "gift_certificates_only"
+
+    second = bigcommerce.add(fixture, id=order_id + 1)
+    post_webhook(client, status_updated(second, 11))
+    make_worker(make_settings(rules_report_gift_certificates="true")).run_until_idle()
+    assert [item["sku"] for item in refersion.received[0].body["items"]] == [f"line-{fixture['products'][0]['id']}"]
+
+
+def test_orders_from_channels_outside_rules_channel_ids_are_skipped(client, make_settings, make_worker, bigcommerce, refersion, db):
+    worker = make_worker(make_settings(rules_channel_ids="1"))
+    marketplace = bigcommerce.add(load_fixture("manual_discount"), channel_id=664)
+    storefront = bigcommerce.add(load_fixture("odd_cents"), channel_id=1)
+    for order_id in (marketplace, storefront):
+        post_webhook(client, status_updated(order_id, 11))
+    worker.run_until_idle()
+    assert refersion.order_ids == [str(storefront)]
+    assert json.loads(order_row(db, marketplace)["reasons"])[0]["code"] == "channel_excluded"
+
+
+def test_every_decision_and_every_event_settled_without_one_gets_a_log_line(client, worker, bigcommerce, refersion, caplog):
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    with caplog.at_level("INFO", logger="bridge"):
+        post_webhook(client, status_updated(order_id, 11))
+        worker.run_until_idle()
+        post_webhook(client, status_updated(order_id, 10, 11, created_at=1_790_000_100))
+        worker.run_until_idle()
+        post_webhook(client, status_updated(77, 11, store_hash="otherstore"))
+        worker.run_until_idle()
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("bridge.")]
+    assert f"Order {order_id} of store abc123: report (eligible)" in lines
+    assert f"Order {order_id} of store abc123: skip (already_reported)" in lines
+    assert any(f"order {order_id} of store abc123 (paid)" in line and "Reported" in line for line in lines)
+    assert any("otherstore" in line and "gnored" in line for line in lines)
