@@ -20,9 +20,7 @@ exceptions. It is wrapped where it falls short (see README, "BigCommerce API use
 from __future__ import annotations
 
 import logging
-from datetime import UTC
 from decimal import Decimal
-from email.utils import parsedate_to_datetime
 
 import requests
 from bigcommerce import exception as bc_exception
@@ -30,7 +28,7 @@ from bigcommerce.connection import Connection, OAuthConnection
 from marshmallow import Schema, ValidationError, fields, post_load, pre_load
 
 from bridge.core.payload import text
-from bridge.core.retry import Failure
+from bridge.core.retry import Failure, parse_http_date
 from bridge.schemas import Lenient
 
 log = logging.getLogger(__name__)
@@ -103,17 +101,6 @@ class Flag(fields.Boolean):
         return False if value is None else super().deserialize(value, attr, data, **kwargs)
 
 
-def _epoch(rfc2822: str) -> float | None:
-    """BigCommerce's RFC 2822 dates ("Tue, 05 Mar 2019 21:40:11 +0000") as Unix seconds."""
-    try:
-        when = parsedate_to_datetime(rfc2822)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
-
-
 class BillingAddressSchema(Lenient):
     first_name = Text()
     last_name = Text()
@@ -147,7 +134,7 @@ class OrderSchema(Lenient):
 
     @post_load
     def modified_at(self, data, **kwargs):
-        data["modified_at"] = _epoch(data["date_modified"])
+        data["modified_at"] = parse_http_date(data["date_modified"])
         return data
 
     @pre_load

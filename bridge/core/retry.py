@@ -63,13 +63,19 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     value = value.strip()
     if re.fullmatch(r"[0-9]{1,10}", value):
         return float(value)
+    when = parse_http_date(value)
+    return None if when is None else max(0.0, when - now)
+
+
+def parse_http_date(value: str) -> float | None:
+    """An HTTP / RFC 2822 date ("Tue, 05 Mar 2019 21:40:11 +0000") as Unix seconds; None when unreadable."""
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - now)
+    return when.timestamp()
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ import requests
 from click.testing import CliRunner
 
 from bridge.cli import cli
-from tests.e2e.test_end_to_end import free_port
-from tests.processes import wait_for
+from tests.processes import free_port, wait_for
 
 
 @pytest.mark.parametrize("command", sorted(cli.commands))

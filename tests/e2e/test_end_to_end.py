@@ -2,7 +2,6 @@
 
 import json
 import signal
-import socket
 from decimal import Decimal
 
 import pytest
@@ -10,13 +9,7 @@ import requests
 
 from tests.conftest import BC_TOKEN, REFERSION_SECRET, WEBHOOK_SECRET, envelope, status_updated
 from tests.fakes import load_fixture
-from tests.processes import wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.processes import free_port, wait_for
 
 
 @pytest.fixture

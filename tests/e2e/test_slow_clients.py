@@ -9,8 +9,7 @@ import pytest
 import requests
 
 from tests.conftest import WEBHOOK_SECRET, status_updated
-from tests.e2e.test_end_to_end import free_port
-from tests.processes import wait_for
+from tests.processes import free_port, wait_for
 
 SLOW_CLIENTS = 50
 PARTIAL_HEADERS = b"POST /webhooks/bigcommerce HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n"

@@ -2,6 +2,8 @@
 
 import pytest
 
+from bridge.storage import pauses
+from bridge.storage.db import immediate
 from tests.conftest import post_webhook, queue_delivery, status_updated
 
 
@@ -36,3 +38,22 @@ def test_unknown_pages_get_a_404_in_the_asked_for_format(client, accept, kind):
     response = client.get("/no-such-page", headers={"Accept": accept})
     assert response.status_code == 404
     assert response.mimetype == kind
+
+
+def test_health_is_degraded_while_anything_is_dead_or_paused(client, db):
+    assert client.get("/healthz").get_json()["status"] == "ok"
+    queue_delivery(db, 10, now=1.0)
+    with immediate(db):
+        db.execute("UPDATE deliveries SET state = 'dead'")
+    body = client.get("/healthz").get_json()
+    assert (body["status"], body["dead"]) == ("degraded", {"events": 0, "deliveries": 1})
+    assert body["problems"] == ["1 dead item(s) need attention (replay them once the cause is fixed)"]
+
+    with immediate(db):
+        db.execute("DELETE FROM deliveries")
+        pauses.pause(db, store_hash="abc123", service="refersion", fingerprint="f", reason="Refersion refused the API keys.", now=1)
+    response = client.get("/healthz")
+    assert response.status_code == 200  # degraded is still up: a load balancer must keep sending webhooks
+    body = response.get_json()
+    assert body["status"] == "degraded"
+    assert body["paused"] == [{"store_hash": "abc123", "service": "refersion", "reason": "Refersion refused the API keys."}]

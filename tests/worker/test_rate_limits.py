@@ -1,0 +1,87 @@
+"""A BigCommerce 429 holds that store back until its quota resets, without sleeping in the
+worker: other stores and deliveries keep moving and a stop is noticed at once (issue 5,
+defect 4). The lease timings keep a live worker's claims by construction (defect 5)."""
+
+import threading
+import time
+
+import pytest
+
+from bridge.storage.db import immediate
+from bridge.storage.queue import LEASES, Leases
+from tests.conftest import post_webhook, queue_delivery, status_updated
+from tests.fakes import load_fixture
+
+RESET = {"X-Rate-Limit-Time-Reset-Ms": "20000", "X-Rate-Limit-Requests-Left": "0"}
+
+
+def test_a_429_holds_the_store_until_the_reset_without_burning_an_attempt(client, worker, bigcommerce, refersion, db, clock):
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    bigcommerce.fail_next(429, headers=RESET, body='{"title": "Too many requests"}')
+    post_webhook(client, status_updated(order_id, 11))
+    worker.run_until_idle()
+
+    event = next(db.query("SELECT * FROM events"))
+    assert (event["state"], event["attempts"]) == ("pending", 0)
+    assert event["due_at"] == pytest.approx(clock.now + 20)
+    (hold,) = db.query("SELECT * FROM holds")
+    assert (hold["store_hash"], hold["service"], hold["until"]) == ("abc123", "bigcommerce", pytest.approx(clock.now + 20))
+
+    clock.advance(19)
+    assert worker.run_until_idle() == 0
+    clock.advance(2)
+    worker.run_until_idle()
+    assert refersion.order_ids == [str(order_id)]
+
+
+def test_a_held_store_does_not_hold_back_another_store_or_refersion_deliveries(client, worker, bigcommerce, refersion, db, clock):
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    with immediate(db):
+        db.execute(
+            "INSERT INTO holds (store_hash, service, until, reason) VALUES ('otherstore', 'bigcommerce', ?, 'quota')", [clock.now + 600]
+        )
+    queue_delivery(db, 991, clock.now, store_hash="otherstore")  # held by its store's BigCommerce quota? No: only a waited send reads
+    post_webhook(client, status_updated(order_id, 11))
+    worker.run_until_idle()
+    assert refersion.order_ids[0] == str(order_id)
+
+
+def test_the_worker_never_sleeps_on_a_429_and_stops_within_a_second(make_settings, make_worker, client, bigcommerce, db):
+    worker = make_worker(make_settings(worker_poll_interval="30"), clock=time.time)
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    bigcommerce.fail_next(429, headers={"X-Rate-Limit-Time-Reset-Ms": "60000"}, times=5)
+    post_webhook(client, status_updated(order_id, 11))
+    stop = threading.Event()
+    running = threading.Thread(target=worker.run, args=(stop,))
+    running.start()
+    try:
+        for _ in range(200):
+            if list(db.query("SELECT * FROM holds")):
+                break
+            time.sleep(0.02)
+        asked = time.monotonic()
+        stop.set()
+        running.join(timeout=5)
+        assert not running.is_alive()
+        assert time.monotonic() - asked < 1.5
+    finally:
+        stop.set()
+        running.join(timeout=5)
+    assert bigcommerce.calls(order_id) == 1
+
+
+@pytest.mark.parametrize(
+    "leases",
+    [
+        Leases(lease_seconds=15, heartbeat_seconds=5, heartbeat_busy_timeout=30),
+        Leases(lease_seconds=10, heartbeat_seconds=5, heartbeat_busy_timeout=1),
+    ],
+)
+def test_a_worker_refuses_lease_timings_under_which_it_could_lose_a_claim_it_still_needs(make_worker, leases):
+    with pytest.raises(ValueError, match="too short"):
+        make_worker(leases=leases)
+
+
+def test_the_default_leases_hold_the_invariant():
+    LEASES.check()
+    assert 2 * LEASES.heartbeat_seconds + LEASES.heartbeat_busy_timeout < LEASES.lease_seconds
