@@ -78,7 +78,9 @@ def record_decision(
                 order_modified = coalesce(excluded.order_modified, orders.order_modified)
             WHERE :force OR (
                 orders.verdict != :report
-                AND coalesce(excluded.order_modified, 0) >= coalesce(orders.order_modified, 0)
+                -- an unknown date_modified orders nothing: the newer write wins
+                AND (excluded.order_modified IS NULL OR orders.order_modified IS NULL
+                     OR excluded.order_modified >= orders.order_modified)
             )
             RETURNING verdict
             """,

@@ -26,7 +26,7 @@ def decide(db, verdict, modified, code="x", force=False):
             facts=OrderFacts(status_id=11, payment_status="captured", total="10.00", currency="USD", modified_at=modified),
             cart_id_source=None,
             note=None,
-            now=modified + 1,
+            now=(modified or T3) + 1,
             force=force,
         )
 
@@ -39,6 +39,13 @@ def test_a_decision_on_an_older_read_of_the_order_does_not_replace_a_newer_one(d
     assert decide(db, "wait", T2) is True
     assert decide(db, "skip", T1) is False
     assert verdict(db) == "wait"
+    assert decide(db, "wait", T3) is True
+
+
+def test_a_read_without_date_modified_is_not_taken_for_an_older_one(db):
+    decide(db, "wait", T2)
+    assert decide(db, "skip", None) is True  # nothing to compare with: the newer write wins
+    assert decide(db, "wait", T1) is False  # still older than the newest read known (T2)
     assert decide(db, "wait", T3) is True
 
 
