@@ -220,7 +220,7 @@ def test_work_given_back_after_an_error_is_one_failed_attempt_not_a_held_item(wo
 
 
 def test_a_worker_that_cannot_write_at_all_stops_and_its_successor_takes_over(
-    worker, make_worker, refersion, db, clock, monkeypatch, queue_report
+    worker, make_worker, refersion, db, clock, queue_report
 ):
     """Past DB_RETRY_SECONDS, with even the hand-back refused, the worker exits (crash-only)
     instead of spinning; once the database is back, a new worker finishes the job."""
@@ -248,7 +248,7 @@ def _capture(raised, function, *args):
 
 
 def test_leases_are_renewed_until_the_item_in_hand_is_settled_even_after_a_stop_request(
-    make_worker, refersion, db, monkeypatch, queue_report
+    make_worker, refersion, db, queue_report
 ):
     """SIGTERM arrives while a slow Refersion call is in flight: the worker finishes it,
     and its lease must outlive the stop request, or a second worker would send again."""
