@@ -9,7 +9,15 @@ import pytest
 
 from bridge.clients.bigcommerce import OrderCouponSchema, OrderProductSchema, OrderSchema
 from bridge.clients.refersion import dumps
-from bridge.core.payload import CART_ID_SOURCES, NO_CART_ID_NOTE, build_paid_order, choose_cart_id, fallback_cart_id, money
+from bridge.core.payload import (
+    CART_ID_SOURCES,
+    NO_CART_ID_NOTE,
+    build_paid_order,
+    choose_cart_id,
+    coupon_codes,
+    fallback_cart_id,
+    money,
+)
 
 FIXTURES = sorted(p.stem for p in (Path(__file__).parents[1] / "fixtures" / "orders").glob("*.json"))
 KEY = b"server-secret-for-tests-0123456789"
@@ -26,19 +34,72 @@ def build(fixture):
     return build_paid_order(order, lines, coupons, cart_id=order["cart_id"], excluded_coupons=fixture["excluded_coupons"])
 
 
+def _money(value) -> Decimal:
+    return Decimal(str(value))
+
+
+def _covers_excluded_coupon(fixture) -> bool:
+    codes = [coupon["code"] for coupon in fixture["coupons"]]
+    excluded = fixture["excluded_coupons"]
+    folded = {code.casefold() for code in excluded}
+    # one code excluded only case-insensitively, one kept
+    return any(code.casefold() in folded and code not in excluded for code in codes) and any(c.casefold() not in folded for c in codes)
+
+
+def _covers_bundle(fixture) -> bool:
+    ids = {line["id"] for line in fixture["products"]}
+    children = [line for line in fixture["products"] if line["parent_order_product_id"]]
+    sent = {item["sku"] for item in fixture["expected_payload"]["items"]}
+    return bool(children) and all(c["parent_order_product_id"] in ids and c["sku"] not in sent for c in children)
+
+
+def _covers_odd_lines(fixture) -> bool:
+    lines = fixture["products"]
+    no_sku = any(not line["sku"] and line["product_id"] and line["quantity"] > 0 for line in lines)
+    no_name = any(not line["name"] and line["quantity"] > 0 for line in lines)
+    return no_sku and no_name and any(line["quantity"] == 0 for line in lines)
+
+
+def _covers_cents(fixture) -> bool:
+    order = fixture["order"]
+    shipping, handling = _money(order["shipping_cost_ex_tax"]), _money(order["handling_cost_ex_tax"])
+    return money(shipping + handling) != money(shipping) + money(handling)  # summing first changes the result
+
+
+# What each fixture is named for, checked on its data: a fixture edited so that it no
+# longer exercises its case fails here, not silently in the payload test.
+FIXTURE_CASES = {
+    "coupons_one_excluded": _covers_excluded_coupon,
+    "manual_discount": lambda f: (
+        _money(f["order"]["discount_amount"]) > 0 and _money(f["order"]["coupon_discount"]) == 0 and f["coupons"] == []
+    ),
+    "bundle_children_skipped": _covers_bundle,
+    "line_without_sku": _covers_odd_lines,
+    "tax_inclusive_prices": lambda f: (
+        f["order"]["is_tax_inclusive_pricing"] is True
+        and _money(f["order"]["shipping_cost_inc_tax"]) > _money(f["order"]["shipping_cost_ex_tax"])
+        and all(_money(line["price_inc_tax"]) > _money(line["price_ex_tax"]) for line in f["products"])
+    ),
+    "shipping_plus_handling": lambda f: _money(f["order"]["shipping_cost_ex_tax"]) > 0 and _money(f["order"]["handling_cost_ex_tax"]) > 0,
+    "ipv6_only_customer": lambda f: f["order"]["ip_address"] == "" and f["order"]["ip_address_v6"] != "",
+    "guest_without_name": lambda f: (
+        not f["order"]["billing_address"]["first_name"]
+        and not f["order"]["billing_address"]["last_name"]
+        and bool(f["order"]["billing_address"]["email"])
+    ),
+    "multi_currency": lambda f: f["order"]["default_currency_code"] not in ("", f["order"]["currency_code"]),
+    "odd_cents": _covers_cents,
+}
+
+
 def test_the_fixture_set_covers_the_issue():
-    assert set(FIXTURES) == {
-        "coupons_one_excluded",
-        "manual_discount",
-        "bundle_children_skipped",
-        "line_without_sku",
-        "tax_inclusive_prices",
-        "shipping_plus_handling",
-        "ipv6_only_customer",
-        "guest_without_name",
-        "multi_currency",
-        "odd_cents",
-    }
+    assert set(FIXTURES) == set(FIXTURE_CASES)
+
+
+@pytest.mark.parametrize("name", sorted(FIXTURE_CASES))
+def test_each_fixture_exercises_what_its_name_says(name):
+    fixture = json.loads((Path(__file__).parents[1] / "fixtures" / "orders" / f"{name}.json").read_text())
+    assert FIXTURE_CASES[name](fixture), fixture["description"]
 
 
 @pytest.mark.parametrize("name", FIXTURES)
@@ -90,6 +151,18 @@ def test_several_coupon_codes_are_joined_with_commas():
     fixture = load("coupons_one_excluded")
     fixture["excluded_coupons"] = []
     assert build(fixture)["discount_code"] == "AFFILIATE10,HOLIDAY5"
+
+
+def test_a_repeated_coupon_code_is_reported_once_whatever_its_case():
+    fixture = load("coupons_one_excluded")
+    fixture["excluded_coupons"] = []
+    fixture["coupons"] += [{**fixture["coupons"][0], "id": 15, "code": "affiliate10"}, {**fixture["coupons"][1], "id": 16}]
+    assert build(fixture)["discount_code"] == "AFFILIATE10,HOLIDAY5"
+
+
+def test_coupon_codes_keep_their_order_and_drop_blanks_and_excluded_ones():
+    coupons = [{"code": " SPRING "}, {"code": ""}, {"code": None}, {}, {"code": "Spring"}, {"code": "VIP"}, {"code": "staff"}]
+    assert coupon_codes(coupons, ["STAFF"]) == ["SPRING", "VIP"]
 
 
 def test_currency_falls_back_to_the_display_currency():

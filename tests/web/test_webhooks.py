@@ -610,8 +610,11 @@ def test_a_locked_database_answers_503_stores_nothing_and_the_retry_succeeds(cli
     monkeypatch.setattr("bridge.web.database.REQUEST_BUSY_TIMEOUT", 0.1)
     blocker = connect(db.conn.execute("PRAGMA database_list").fetchone()[2])
     with immediate(blocker):
+        started = time.monotonic()
         response = post_webhook(client, status_updated(250, 11))
+        waited = time.monotonic() - started
         assert response.status_code == 503
+        assert 0.09 <= waited < 2, f"answered after {waited:.2f} s: the request's busy timeout (0.1 s) was not used"
         assert "retry later" in response.get_json()["error"]
     blocker.close()
     assert event_rows(db) == []

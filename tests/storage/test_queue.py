@@ -1,0 +1,63 @@
+"""The leased queue on a real SQLite file: claims, sibling claims, settling, lease timings."""
+
+import pytest
+
+from bridge.storage import inbox, outbox
+from bridge.storage.db import immediate
+from bridge.storage.inbox import Envelope, record_event
+from bridge.storage.queue import Leases
+from bridge.worker.loop import Worker
+
+NOW = 1_790_000_000.0
+
+
+def order_event(order_id: int, created_at: int, store_hash: str = "abc123") -> Envelope:
+    data = {"type": "order", "id": order_id}
+    return Envelope(scope="store/order/updated", store_hash=store_hash, data=data, created_at=created_at, order_id=order_id)
+
+
+def test_every_waiting_event_of_the_order_is_claimed_with_the_first(db):
+    for n in range(4):
+        record_event(db, order_event(250, NOW + n), "{}", known_store=True, now=NOW + n)
+    record_event(db, order_event(251, NOW), "{}", known_store=True, now=NOW)
+    later = NOW + 3600  # not due yet: a sibling is claimed anyway, its order is read now
+    db.execute("UPDATE events SET due_at = ? WHERE id = 4", [later])
+    claimed = inbox.claim_order_events(db, owner="w", now=NOW + 5)
+    assert [(row["id"], row["order_id"]) for row in claimed] == [(1, 250), (2, 250), (3, 250), (4, 250)]
+    assert {row["lease_owner"] for row in claimed} == {"w"}
+    assert [row["state"] for row in db.query("SELECT state FROM events ORDER BY id")] == ["working"] * 4 + ["pending"]
+
+
+def test_a_claim_outside_a_transaction_is_refused(db):
+    with pytest.raises(RuntimeError):
+        outbox.deliveries.claim(db, owner="w", now=NOW)
+
+
+def test_settling_writes_every_column_given_and_drops_the_lease(db):
+    with immediate(db):
+        outbox.enqueue(db, key="k", kind=outbox.PAID, store_hash="abc123", order_id=7, payload="{}", now=NOW)
+        row = outbox.deliveries.claim(db, owner="w", now=NOW)
+    assert outbox.deliveries.settle(db, [row["id"]], owner="w", state="pending", attempts=1, due_at=NOW + 5, last_error="x") == 1
+    settled = next(db.query("SELECT * FROM deliveries"))
+    assert (settled["state"], settled["attempts"], settled["due_at"], settled["last_error"]) == ("pending", 1, NOW + 5, "x")
+    assert (settled["lease_owner"], settled["lease_until"]) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("lease", "heartbeat", "busy", "accepted"),
+    [
+        (15.0, 5.0, 2.0, True),  # the defaults
+        (12.1, 5.0, 2.0, True),
+        (12.0, 5.0, 2.0, False),  # two missed renewals and one lock wait use up the whole lease
+        (10.5, 5.0, 0.5, False),
+        (1.0, 0.2, 0.1, True),
+        (1.0, 0.45, 0.1, False),
+    ],
+)
+def test_a_worker_refuses_lease_timings_that_could_lose_a_live_lease(settings, lease, heartbeat, busy, accepted):
+    leases = Leases(lease_seconds=lease, heartbeat_seconds=heartbeat, heartbeat_busy_timeout=busy)
+    if accepted:
+        Worker(settings, leases=leases).close()
+    else:
+        with pytest.raises(ValueError, match=f"lease of {lease} s is too short for a heartbeat every {heartbeat} s"):
+            Worker(settings, leases=leases)
