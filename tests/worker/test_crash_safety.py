@@ -219,9 +219,7 @@ def test_work_given_back_after_an_error_is_one_failed_attempt_not_a_held_item(wo
     assert row["last_error"] == "internal error: KeyError"
 
 
-def test_a_worker_that_cannot_write_at_all_stops_and_its_successor_takes_over(
-    worker, make_worker, refersion, db, clock, queue_report
-):
+def test_a_worker_that_cannot_write_at_all_stops_and_its_successor_takes_over(worker, make_worker, refersion, db, clock, queue_report):
     """Past DB_RETRY_SECONDS, with even the hand-back refused, the worker exits (crash-only)
     instead of spinning; once the database is back, a new worker finishes the job."""
     worker.ctx.db_retry_seconds = 0.3
@@ -247,9 +245,7 @@ def _capture(raised, function, *args):
         raised.append(error)
 
 
-def test_leases_are_renewed_until_the_item_in_hand_is_settled_even_after_a_stop_request(
-    make_worker, refersion, db, queue_report
-):
+def test_leases_are_renewed_until_the_item_in_hand_is_settled_even_after_a_stop_request(make_worker, refersion, db, queue_report):
     """SIGTERM arrives while a slow Refersion call is in flight: the worker finishes it,
     and its lease must outlive the stop request, or a second worker would send again."""
     refersion.answer_next(200, body="{}", delay=1.8)  # under the 2 s timeout, over the 1 s lease
