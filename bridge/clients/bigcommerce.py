@@ -124,7 +124,6 @@ class OrderSchema(Lenient):
     discount_amount = Money()
     currency_code = Text()
     default_currency_code = Text()
-    store_default_currency_code = Text()
     cart_id = Text()
     ip_address = Text()
     ip_address_v6 = Text()

@@ -16,6 +16,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from bridge.core.rules import GIFT_CERTIFICATE
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Characters str.strip() keeps but nobody can see: zero-width spaces and joiners, the BOM.
+_INVISIBLE = "\u200b\u200c\u200d\u2060\ufeff"
 CENT = Decimal("0.01")
 ZERO = Decimal("0")
 MAX_CART_ID_LENGTH = 255
@@ -48,7 +50,7 @@ def text(value) -> str:
     """
     if not isinstance(value, str):
         return ""
-    return _SURROGATE.sub("\ufffd", value).strip()
+    return _SURROGATE.sub("\ufffd", value).strip().strip(_INVISIBLE).strip()
 
 
 def usable_cart_id(value: str | None) -> str | None:
@@ -94,8 +96,8 @@ def coupon_codes(coupons: Iterable[Mapping], excluded: Iterable[str]) -> list[st
 
 
 def transaction_currency(order: Mapping) -> str:
-    """The currency the shopper paid in, falling back to the display currency, then the store's; "" when none is known."""
-    for key in ("default_currency_code", "currency_code", "store_default_currency_code"):
+    """The currency the shopper paid in, falling back to the display currency; "" when neither is known."""
+    for key in ("default_currency_code", "currency_code"):
         if text(order.get(key)):
             return text(order.get(key))
     return ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
-from bridge.storage.queue import rows
+from bridge.storage.db import rows
 
 
 def link_cart(db: Database, *, store_hash: str, order_id: int, source: str, cart_id: str, now: float) -> None:

@@ -40,6 +40,12 @@ def connect(path: str | Path, *, migrate: bool = True, busy_timeout: float = BUS
     return db
 
 
+def rows(cursor: sqlite3.Cursor) -> list[dict]:
+    """A cursor's rows as dicts keyed by column name."""
+    names = [column[0] for column in cursor.description or ()]
+    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+
+
 @contextlib.contextmanager
 def immediate(db: Database) -> Iterator[Database]:
     """A write transaction that takes the lock up front (``BEGIN IMMEDIATE``).
@@ -196,6 +202,8 @@ def m002_foundations(db: Database) -> None:
     db["deliveries"].transform(not_null={"order_id": False})
     db.execute("ALTER TABLE deliveries ADD COLUMN meta TEXT")
     db.execute("ALTER TABLE deliveries ADD COLUMN outcome TEXT")
+    # Set when the order changed while the row was in a worker's hands: its send re-reads the order.
+    db.execute("ALTER TABLE deliveries ADD COLUMN recheck INTEGER NOT NULL DEFAULT 0")
     db.execute(
         """
         CREATE TABLE holds (
@@ -203,6 +211,7 @@ def m002_foundations(db: Database) -> None:
             service TEXT NOT NULL,
             until REAL NOT NULL,
             reason TEXT NOT NULL,
+            strikes INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (store_hash, service)
         )
         """

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from bridge.storage.queue import rows
+from bridge.storage.db import rows
 
 REPORT = "report"
 

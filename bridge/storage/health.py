@@ -8,12 +8,14 @@ from bridge.storage.pauses import holds, pauses
 from bridge.storage.queue import DEAD, PENDING, WORKING
 
 OK, DEGRADED, FAILING = "ok", "degraded", "failing"
+LONG_HOLD_SECONDS = 60.0  # a rate-limit hold longer than this is news; shorter ones are routine
 
 
 def health_snapshot(db: Database, *, now: float) -> dict:
     """What an operator's monitor needs, with an overall ``status``.
 
-    ``degraded`` while anything is dead or paused (hooks join this when they are checked);
+    ``degraded`` while anything is dead or paused, or a store is rate-limited for minutes (hooks
+    join this when they are checked);
     ``failing`` is for the caller to say when the database itself cannot be used.
     """
     waiting = (PENDING, WORKING)
@@ -26,6 +28,12 @@ def health_snapshot(db: Database, *, now: float) -> dict:
     if dead_events or dead_deliveries:
         problems.append(f"{dead_events + dead_deliveries} dead item(s) need attention (replay them once the cause is fixed)")
     problems.extend(f"store {row['store_hash']} paused for {row['service']}: {row['reason']}" for row in paused)
+    held = holds(db, now=now)
+    problems.extend(
+        f"store {row['store_hash']} is held back by a {row['service']} rate limit for another {round((row['until'] - now) / 60)} min"
+        for row in held
+        if row["until"] - now > LONG_HOLD_SECONDS
+    )
     return {
         "status": DEGRADED if problems else OK,
         "problems": problems,
@@ -34,5 +42,5 @@ def health_snapshot(db: Database, *, now: float) -> dict:
         "oldest_pending_delivery_age_seconds": round(now - oldest, 1) if oldest is not None else None,
         "dead": {"events": dead_events, "deliveries": dead_deliveries},
         "paused": paused,
-        "held": [{"store_hash": row["store_hash"], "service": row["service"], "until": row["until"]} for row in holds(db, now=now)],
+        "held": [{"store_hash": row["store_hash"], "service": row["service"], "until": row["until"]} for row in held],
     }

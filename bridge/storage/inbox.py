@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from sqlite_utils import Database
 
 from bridge.storage.carts import link_cart
-from bridge.storage.db import immediate
-from bridge.storage.queue import LEASES, PENDING, LeasedTable, rows
+from bridge.storage.db import immediate, rows
+from bridge.storage.queue import LEASES, PENDING, LeasedTable
 
 REFUND_CREATED = "store/order/refund/created"
 # Events that make the worker look at the order again. A refund re-evaluates an order

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
-from bridge.storage.queue import PENDING, WORKING, LeasedTable, rows
+from bridge.storage.db import rows
+from bridge.storage.queue import PENDING, WORKING, LeasedTable
 
 PAID, CANCEL, COUPON = "paid", "cancel", "coupon"
 DONE, DRY_RUN, SKIPPED = "done", "dry_run", "skipped"  # besides the queue's pending, working, dead
@@ -70,7 +71,7 @@ def rearm_skipped(db: Database, *, key: str, payload: str, meta: str | None, now
     cursor = db.execute(
         """
         UPDATE deliveries SET payload = ?, meta = ?, state = ?, attempts = 0, due_at = ?, created_at = ?, updated_at = ?,
-            outcome = NULL, last_status = NULL, last_error = NULL, response = NULL
+            outcome = NULL, last_status = NULL, last_error = NULL, response = NULL, recheck = 0
         WHERE key = ? AND state = ?
         """,
         [payload, meta, DRY_RUN if dry_run else PENDING, now, now, now, key, SKIPPED],
@@ -92,10 +93,15 @@ def skip_unsent(db: Database, *, key: str, outcome: str, now: float) -> bool:
     return cursor.rowcount > 0
 
 
+def flag_recheck(db: Database, *, key: str) -> None:
+    """Make the next send of this row re-read its order first (it changed while the row was leased)."""
+    db.execute("UPDATE deliveries SET recheck = 1 WHERE key = ?", [key])
+
+
 def is_unsent(row: dict) -> bool:
     return row["state"] in (PENDING, WORKING)
 
 
 def waited(row: dict, now: float) -> bool:
-    """True when this send follows a wait (a retry, a pause, a hold, a slow queue)."""
-    return row["attempts"] > 0 or now - row["created_at"] > FRESH_SECONDS
+    """True when this send follows a wait (a retry, a pause, a hold, a slow queue) or a change to its order."""
+    return bool(row["recheck"]) or row["attempts"] > 0 or now - row["created_at"] > FRESH_SECONDS

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlite_utils import Database
 
-from bridge.storage.queue import rows
+from bridge.storage.db import rows
 
 
 def pause(db: Database, *, store_hash: str, service: str, fingerprint: str, reason: str, now: float) -> None:
@@ -31,15 +31,24 @@ def resume(db: Database, *, store_hash: str, service: str) -> None:
     db.execute("DELETE FROM pauses WHERE store_hash = ? AND service = ?", [store_hash, service])
 
 
-def hold(db: Database, *, store_hash: str, service: str, until: float, reason: str) -> None:
-    """Claim none of a store's work for ``service`` before ``until`` (a later hold wins)."""
+def hold(db: Database, *, store_hash: str, service: str, until: float, reason: str, strikes: int = 0) -> None:
+    """Claim none of a store's work for ``service`` before ``until`` (a later hold wins).
+
+    :param strikes: how many holds came one after another before this one (for backing off).
+    """
     db.execute(
         """
-        INSERT INTO holds (store_hash, service, until, reason) VALUES (?, ?, ?, ?)
-        ON CONFLICT (store_hash, service) DO UPDATE SET until = max(holds.until, excluded.until), reason = excluded.reason
+        INSERT INTO holds (store_hash, service, until, reason, strikes) VALUES (?, ?, ?, ?, ?)
+        ON CONFLICT (store_hash, service) DO UPDATE SET
+            until = max(holds.until, excluded.until), reason = excluded.reason, strikes = excluded.strikes
         """,
-        [store_hash, service, until, reason],
+        [store_hash, service, until, reason, strikes],
     )
+
+
+def find_hold(db: Database, *, store_hash: str, service: str) -> dict | None:
+    found = rows(db.execute("SELECT * FROM holds WHERE store_hash = ? AND service = ?", [store_hash, service]))
+    return found[0] if found else None
 
 
 def holds(db: Database, *, now: float) -> list[dict]:

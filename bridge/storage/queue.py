@@ -12,11 +12,12 @@ quota is spent until a known time) for a service the table needs are not claimed
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlite_utils import Database
+
+from bridge.storage.db import rows
 
 PENDING = "pending"
 WORKING = "working"
@@ -46,11 +47,6 @@ class Leases:
 
 
 LEASES = Leases()
-
-
-def rows(cursor: sqlite3.Cursor) -> list[dict]:
-    names = [column[0] for column in cursor.description or ()]
-    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ def healthz() -> tuple[Response, int]:
     """``ok``, ``degraded`` (anything dead or paused) or ``failing`` (503: no database), with the facts."""
     try:
         snapshot = health_snapshot(get_db(), now=time.time())
-    except sqlite3.Error:
+    except (sqlite3.Error, OSError):
         log.exception("Health check could not read the database")
         return jsonify(status=FAILING, database="unreachable", problems=["the database cannot be read"]), 503
     return jsonify(snapshot), 200

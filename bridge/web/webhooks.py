@@ -152,10 +152,10 @@ def receive() -> Response:
     except ValidationError as error:
         return _error(400, f"The body is not a BigCommerce webhook: {_describe(error.messages)}")
 
-    known_store = current_app.config["BRIDGE_STORES"].get(get_db(), envelope.store_hash) is not None
     try:
+        known_store = current_app.config["BRIDGE_STORES"].get(get_db(), envelope.store_hash) is not None
         event_id = record_event(get_db(), envelope, text, known_store=known_store, now=time.time())
-    except sqlite3.Error:
+    except (sqlite3.Error, OSError):
         log.exception("Could not store a webhook event")
         # Not the sender's fault and nothing was stored: BigCommerce will retry.
         return _error(503, "The bridge cannot store events right now; retry later.")

@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 DB_RETRY_SECONDS = 300.0  # how long an answer already received is held while the database refuses it
 STOP_GRACE_SECONDS = 20.0  # the same after a stop request (bridge serve waits 30 s before killing)
 RATE_LIMIT_HOLD_SECONDS = 10.0  # a 429 without a reset time: platform load, not our quota
+MIN_HOLD_SECONDS = 1.0  # doubled for each 429 that follows a hold closely, so a "reset in 0 ms" cannot spin
+MAX_HOLD_SECONDS = 300.0  # the quota window is 30 s: a longer reset is not believed
+HOLD_MEMORY_SECONDS = 60.0  # a 429 this soon after the last hold ended counts as one more in a row
 
 
 class Context:
@@ -113,11 +116,19 @@ class Context:
         log.warning("Paused %s work for store %s: %s", service, store_hash, reason)
 
     def hold(self, store_hash: str, service: str, retry_after: float | None, reason: str) -> float:
-        """Claim none of a store's ``service`` work until its quota resets; returns that time."""
-        until = self.clock() + (retry_after if retry_after is not None else RATE_LIMIT_HOLD_SECONDS)
-        pauses.hold(self.db, store_hash=store_hash, service=service, until=until, reason=reason)
-        log.info("Holding %s work for store %s for %.1f s: %s", service, store_hash, until - self.clock(), reason)
-        return until
+        """Claim none of a store's ``service`` work until its quota resets; returns that time (call in a transaction).
+
+        The remote's reset time is honoured between MIN_HOLD_SECONDS, doubled for every 429
+        in a row, and MAX_HOLD_SECONDS.
+        """
+        now = self.clock()
+        previous = pauses.find_hold(self.db, store_hash=store_hash, service=service)
+        strikes = min(previous["strikes"] + 1, 20) if previous and previous["until"] > now - HOLD_MEMORY_SECONDS else 0
+        wanted = retry_after if retry_after is not None else RATE_LIMIT_HOLD_SECONDS
+        seconds = min(max(wanted, MIN_HOLD_SECONDS * 2**strikes), MAX_HOLD_SECONDS)
+        pauses.hold(self.db, store_hash=store_hash, service=service, until=now + seconds, reason=reason, strikes=strikes)
+        log.info("Holding %s work for store %s for %.1f s: %s", service, store_hash, seconds, reason)
+        return now + seconds
 
     def write(self, what: str, write: Callable[[], None]) -> None:
         """Run ``write`` in a transaction, retrying while the database refuses it.

@@ -84,6 +84,9 @@ def _still_eligible(ctx: Context, store: Store, row: dict) -> bool:
                 settle = {"state": PENDING, "due_at": until, "last_error": str(error)}
             else:
                 settle = ctx.failure_columns(row["attempts"] + 1, outcome, error.retry_after, f"re-reading the order: {error}")
+                if settle["state"] == PENDING:
+                    # Refersion was not asked: a BigCommerce outage must not use up the report's attempts.
+                    settle["attempts"] = row["attempts"]
             outbox.deliveries.settle(ctx.db, [row["id"]], owner=ctx.owner, updated_at=ctx.clock(), **settle)
         log.warning("Could not re-read order %s before sending its report: %s", order_id, error)
         return False

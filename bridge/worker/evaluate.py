@@ -24,6 +24,9 @@ from bridge.worker.context import Context
 
 log = logging.getLogger(__name__)
 
+SUPERSEDED = "Decided on an older read of the order than a decision already made; the newer one stands."
+AWAITING_CANCELLATION = "A refund of a reported order: kept for the cancellation it calls for."
+
 EARLIER = {
     outbox.DONE: rules.Earlier.REPORTED,
     outbox.DRY_RUN: rules.Earlier.DRY_RUN,
@@ -46,7 +49,7 @@ def handle_next(ctx: Context) -> bool:
         log.info("Ignored %d event(s) for order %s: %s", len(ids), order_id, note)
         return True
     try:
-        _evaluate(ctx, store, order_id, ids)
+        _evaluate(ctx, store, order_id, claimed)
     except BigCommerceError as error:
         _failed(ctx, claimed, str(error), classify(error.status, error.failure), error.retry_after)
     except Exception as error:
@@ -91,15 +94,24 @@ def record(
     )
 
 
-def _evaluate(ctx: Context, store: Store, order_id: int, ids: list[int]) -> None:
+def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) -> None:
     store_hash = store.store_hash
+    ids = [row["id"] for row in claimed]
     key = outbox.paid_key(store_hash, order_id)
     earlier = outbox.find(ctx.db, key)
     if earlier is not None and earlier["state"] in EARLIER:
         # Reported (or settled) already: no BigCommerce call needed to know that.
         decision = rules.decide(None, ctx.policy, order_id=order_id, earlier=EARLIER[earlier["state"]])
+        refunds = [row["id"] for row in claimed if row["scope"] == inbox.REFUND_CREATED]
+        if earlier["state"] != outbox.DONE:
+            refunds = []
         with immediate(ctx.db):
-            _settle(ctx, ids, state=inbox.DONE, outcome=decision.codes[0], note=decision.summary)
+            if refunds:
+                # A refund of a reported order is a cancellation to send: kept for that job.
+                _settle(ctx, refunds, state=inbox.DEFERRED, outcome="awaiting_cancellation", note=AWAITING_CANCELLATION)
+            others = [event_id for event_id in ids if event_id not in refunds]
+            if others:
+                _settle(ctx, others, state=inbox.DONE, outcome=decision.codes[0], note=decision.summary)
         _log(store_hash, order_id, decision)
         return
 
@@ -108,7 +120,7 @@ def _evaluate(ctx: Context, store: Store, order_id: int, ids: list[int]) -> None
     decision = rules.decide(order, ctx.policy, order_id=order_id)
 
     if earlier is not None and outbox.is_unsent(earlier):
-        _recheck_queued(ctx, store_hash, order_id, ids, key, order, decision)
+        _recheck_queued(ctx, store_hash, order_id, ids, earlier, order, decision)
         return
 
     cart = payload = meta = None
@@ -131,6 +143,11 @@ def _evaluate(ctx: Context, store: Store, order_id: int, ids: list[int]) -> None
     if payload is not None and ctx.policy.dry_run:
         note = f"Dry run: {note} Nothing was sent."
     with immediate(ctx.db):
+        # The decision first: only one made on the newest read of the order may queue a report.
+        if not record(ctx, store_hash, order_id, decision, order, cart):
+            _settle(ctx, ids, state=inbox.DONE, outcome="superseded", note=SUPERSEDED)
+            log.info("Order %s of store %s: %s on an older read, superseded", order_id, store_hash, decision.verdict.value)
+            return
         if payload is not None:
             now, dry_run = ctx.clock(), ctx.policy.dry_run
             queued = outbox.enqueue(
@@ -146,13 +163,12 @@ def _evaluate(ctx: Context, store: Store, order_id: int, ids: list[int]) -> None
             )
             if not queued:
                 outbox.rearm_skipped(ctx.db, key=key, payload=payload, meta=meta, now=now, dry_run=dry_run)
-        record(ctx, store_hash, order_id, decision, order, cart)
         _settle(ctx, ids, state=inbox.DONE, outcome=decision.verdict.value, note=note)
     _log(store_hash, order_id, decision)
 
 
 def _recheck_queued(
-    ctx: Context, store_hash: str, order_id: int, ids: list[int], key: str, order: dict | None, decision: rules.Decision
+    ctx: Context, store_hash: str, order_id: int, ids: list[int], earlier: dict, order: dict | None, decision: rules.Decision
 ) -> None:
     """An event for an order whose report waits unsent: drop the report if the order is no longer eligible."""
     if decision.report:
@@ -162,16 +178,21 @@ def _recheck_queued(
         _log(store_hash, order_id, decision)
         return
     dropped = rules.no_longer_eligible(decision)
+    key = earlier["key"]
     with immediate(ctx.db):
         if outbox.skip_unsent(ctx.db, key=key, outcome="no_longer_eligible", now=ctx.clock()):
             record(ctx, store_hash, order_id, dropped, order, force=True)
             _settle(ctx, ids, state=inbox.DONE, outcome="no_longer_eligible", note=dropped.summary)
-            done = dropped
-        else:
-            # Another worker is sending it this instant; what follows is a cancellation's job.
-            done = rules.decide(None, ctx.policy, order_id=order_id, earlier=rules.Earlier.QUEUED)
-            _settle(ctx, ids, state=inbox.DONE, outcome=done.codes[0], note=done.summary)
-    _log(store_hash, order_id, done)
+            _log(store_hash, order_id, dropped)
+            return
+        # A worker holds the report (sending it, or dead with its lease still running): its next
+        # send re-reads the order, and these events are looked at again once the lease is over.
+        outbox.flag_recheck(ctx.db, key=key)
+        due = max(ctx.clock(), (outbox.find(ctx.db, key) or {}).get("lease_until") or ctx.clock()) + 1
+        inbox.events.settle(ctx.db, ids, owner=ctx.owner, state=PENDING, due_at=due, last_error=None)
+    log.info(
+        "Order %s of store %s is no longer eligible while its report is in a worker's hands; looked at again after it", order_id, store_hash
+    )
 
 
 def _log(store_hash: str, order_id: int, decision: rules.Decision) -> None:

@@ -1,5 +1,7 @@
 """GET /healthz and the error pages."""
 
+import time
+
 import pytest
 
 from bridge.storage import pauses
@@ -57,3 +59,15 @@ def test_health_is_degraded_while_anything_is_dead_or_paused(client, db):
     body = response.get_json()
     assert body["status"] == "degraded"
     assert body["paused"] == [{"store_hash": "abc123", "service": "refersion", "reason": "Refersion refused the API keys."}]
+
+
+def test_a_store_held_back_for_minutes_by_a_rate_limit_makes_health_degraded(client, db):
+    with immediate(db):
+        pauses.hold(db, store_hash="abc123", service="bigcommerce", until=time.time() + 240, reason="429")
+        pauses.hold(db, store_hash="def456", service="bigcommerce", until=time.time() + 5, reason="429")
+    body = client.get("/healthz").get_json()
+    assert body["status"] == "degraded"
+    assert [problem for problem in body["problems"] if "rate" in problem] == [
+        "store abc123 is held back by a bigcommerce rate limit for another 4 min"
+    ]
+    assert {row["store_hash"] for row in body["held"]} == {"abc123", "def456"}

@@ -683,3 +683,21 @@ def test_nothing_a_sender_puts_in_the_auth_headers_yields_a_500(signing_client, 
     body = json.dumps(status_updated(250, 11))
     response = signing_client.post("/webhooks/bigcommerce", data=body, headers=headers, content_type="application/json")
     assert response.status_code in (200, 401)
+
+
+def test_a_database_that_cannot_be_opened_answers_503_not_500(client, settings):
+    import os
+    import shutil
+
+    path = settings.database.path
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+    os.mkdir(path)  # the file is now a folder: SQLite cannot open it
+    try:
+        response = post_webhook(client, status_updated(250, 11))
+        assert response.status_code == 503
+        assert "retry later" in response.get_json()["error"]
+        assert client.get("/healthz").status_code == 503
+    finally:
+        shutil.rmtree(path)

@@ -6,6 +6,7 @@ import time
 
 from werkzeug import Response
 
+from bridge.storage.db import connect
 from bridge.storage.queue import Leases
 from tests.conftest import post_webhook, status_updated
 from tests.fakes import Scripted, json_response, load_fixture
@@ -65,3 +66,38 @@ def test_the_heartbeat_renews_the_lease_of_an_event_being_evaluated(client, make
     assert not running.is_alive()
     assert event(db)["state"] == "done"
     assert order_reads(bigcommerce, order_id) == 1  # one evaluation, by the first worker
+
+
+def test_a_renewal_that_cannot_get_the_database_gives_up_within_its_busy_timeout(
+    client, make_worker, bigcommerce, refersion, db, settings, caplog
+):
+    """While another process holds the write lock, the heartbeat waits at most
+    ``heartbeat_busy_timeout`` and tries again at its next beat, instead of sitting on the
+    lock queue while its lease runs out."""
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    release = threading.Event()
+    slow_order(bigcommerce, order_id, release)
+    post_webhook(client, status_updated(order_id, 11))
+    worker = make_worker(clock=time.time, leases=LEASES)
+    blocker = connect(settings.database.path, migrate=False, busy_timeout=5)
+    stop = threading.Event()
+    running = threading.Thread(target=worker.run, args=(stop,))
+    running.start()
+    try:
+        wait_for(lambda: order_reads(bigcommerce, order_id) == 1, timeout=10)
+        with caplog.at_level("ERROR", logger="bridge.worker.loop"):
+            blocker.conn.execute("BEGIN IMMEDIATE")
+            held_at = time.monotonic()
+            wait_for(lambda: any("heartbeat failed" in r.getMessage() for r in caplog.records), timeout=2)
+            gave_up_after = time.monotonic() - held_at
+            blocker.conn.execute("ROLLBACK")
+        # one beat (0.2 s) plus one busy timeout (0.1 s), with room for a loaded machine; a
+        # heartbeat waiting SQLite's default would still be queued on the lock here
+        assert gave_up_after < 0.8
+        release.set()
+        wait_for(lambda: refersion.order_ids == [str(order_id)], timeout=10)
+    finally:
+        release.set()
+        stop.set()
+        running.join(timeout=10)
+        blocker.close()

@@ -131,3 +131,44 @@ def test_a_bigcommerce_429_holds_the_store_until_its_reset_time(client, worker, 
     assert worker.run_until_idle() > 0
     assert sorted(refersion.order_ids) == [str(first), str(second)]
     assert {row["state"] for row in events(db).values()} == {"done"}
+
+
+def test_a_429_that_says_reset_now_backs_off_instead_of_spinning(client, worker, bigcommerce, db, clock):
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    bigcommerce.fail_next(429, headers={"X-Rate-Limit-Time-Reset-Ms": "0"}, times=40)
+    post_webhook(client, status_updated(order_id, 11))
+    worker.run_until_idle(limit=30)  # the clock does not move: nothing more may be due
+    assert bigcommerce.calls(order_id) == 1
+    waits = []
+    for _ in range(4):
+        until = next(db.query("SELECT until FROM holds"))["until"]
+        waits.append(round(until - clock.now, 1))
+        clock.advance(until - clock.now + 0.01)
+        worker.run_until_idle(limit=30)
+    assert waits == [1.0, 2.0, 4.0, 8.0]  # doubled for every 429 in a row
+    assert next(db.query("SELECT attempts FROM events"))["attempts"] == 0
+
+
+@pytest.mark.parametrize(("reset_ms", "held"), [("99999999999", 300.0), ("20000", 20.0)])
+def test_a_reset_time_is_believed_up_to_five_minutes(client, worker, bigcommerce, db, clock, reset_ms, held):
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    bigcommerce.fail_next(429, headers={"X-Rate-Limit-Time-Reset-Ms": reset_ms})
+    post_webhook(client, status_updated(order_id, 11))
+    worker.run_until_idle()
+    assert next(db.query("SELECT until FROM holds"))["until"] - clock.now == pytest.approx(held)
+
+
+def test_a_429_while_re_reading_before_a_send_holds_the_store_and_burns_no_attempt(client, worker, bigcommerce, refersion, db, clock):
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    refersion.answer_next(503)
+    post_webhook(client, status_updated(order_id, 11))
+    worker.run_until_idle()
+    bigcommerce.fail_next(429, headers=RESET)
+    clock.advance(3600)
+    worker.run_until_idle()
+    row = next(db.query("SELECT * FROM deliveries"))
+    assert (row["state"], row["attempts"], row["due_at"] - clock.now) == ("pending", 1, pytest.approx(20))
+    assert [hold["service"] for hold in db.query("SELECT service FROM holds")] == ["bigcommerce"]
+    clock.advance(21)
+    worker.run_until_idle()
+    assert refersion.order_ids == [str(order_id)]

@@ -4,9 +4,13 @@ meanwhile is never reported as paid (SPEC 4 step 2; issue 5, defect 1)."""
 import json
 
 import pytest
+from werkzeug import Response
 
+from bridge.storage import outbox
+from bridge.storage.db import immediate
+from bridge.worker import evaluate
 from tests.conftest import envelope, post_webhook, status_updated
-from tests.fakes import load_fixture
+from tests.fakes import Scripted, load_fixture
 
 
 def delivery(db, order_id):
@@ -159,10 +163,68 @@ def test_a_report_that_cannot_re_read_its_order_waits_and_is_not_sent_blind(clie
     clock.advance(3600)
     worker.run_until_idle()
     row = delivery(db, order_id)
-    assert (row["state"], row["attempts"]) == ("pending", 2)
+    assert (row["state"], row["attempts"]) == ("pending", 1)  # Refersion was not asked: no attempt used up
     assert "re-reading the order" in row["last_error"]
     assert len(refersion.attempts) == 1
 
     clock.advance(3600)
     worker.run_until_idle()
     assert delivery(db, order_id)["state"] == "done"
+
+
+def test_an_older_read_that_finishes_last_cannot_queue_a_report_for_a_refunded_order(client, make_worker, bigcommerce, refersion, db):
+    """Worker A reads the order paid; while A still reads its coupons, the order is refunded
+    and worker B decides on that newer read. A's report must not be queued after B's skip."""
+    first, second = make_worker(owner="A"), make_worker(owner="B")
+    fixture = load_fixture("manual_discount")
+    order_id = bigcommerce.add(fixture, date_modified="Tue, 20 Oct 2026 14:05:42 +0000")
+
+    def refund_meanwhile(request):
+        bigcommerce.update(order_id, status_id=4, payment_status="refunded", date_modified="Tue, 20 Oct 2026 15:00:00 +0000")
+        post_webhook(client, refund_created(order_id))
+        second.run_until_idle()
+        return Response(status=204)
+
+    bigcommerce.script.append(Scripted(lambda r: r.path.endswith(f"/orders/{order_id}/coupons"), refund_meanwhile))
+    post_webhook(client, status_updated(order_id, 11))
+    first.run_until_idle()
+
+    assert refersion.attempts == []
+    assert list(db.query("SELECT * FROM deliveries")) == []
+    assert current(db, order_id)[0] == "skip"
+    outcomes = {row["outcome"] for row in db.query("SELECT outcome FROM events WHERE scope = 'store/order/statusUpdated'")}
+    assert outcomes == {"superseded"}
+
+
+def test_a_refund_while_a_dead_workers_lease_holds_the_report_is_rechecked_before_any_send(
+    client, worker, bigcommerce, refersion, db, clock
+):
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    post_webhook(client, status_updated(order_id, 11))
+    evaluate.handle_next(worker.ctx)  # queued, not sent yet
+    with immediate(db):  # another worker claims the report and dies before sending it
+        outbox.deliveries.claim(db, owner="crashed-worker", now=clock.now)
+
+    bigcommerce.update(order_id, status_id=4, payment_status="refunded")
+    post_webhook(client, refund_created(order_id))
+    worker.run_until_idle()
+    assert next(db.query("SELECT state FROM events WHERE scope = 'store/order/refund/created'"))["state"] == "pending"
+
+    clock.advance(16)  # the dead worker's lease runs out; the report is still young
+    worker.run_until_idle()
+    assert refersion.attempts == []
+    assert delivery(db, order_id)["state"] == "skipped"
+    assert next(db.query("SELECT outcome FROM events WHERE scope = 'store/order/refund/created'"))["outcome"] != "already_queued"
+
+
+def test_a_refund_of_a_reported_order_is_kept_for_its_cancellation(client, worker, bigcommerce, refersion, db):
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    post_webhook(client, status_updated(order_id, 11))
+    worker.run_until_idle()
+    calls = bigcommerce.calls(order_id)
+    bigcommerce.update(order_id, status_id=14, payment_status="partially refunded")
+    post_webhook(client, refund_created(order_id, refund_id=7))
+    worker.run_until_idle()
+    row = next(db.query("SELECT state, outcome FROM events WHERE scope = 'store/order/refund/created'"))
+    assert (row["state"], row["outcome"]) == ("deferred", "awaiting_cancellation")
+    assert bigcommerce.calls(order_id) == calls  # no call needed to know the order was reported
