@@ -120,7 +120,7 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
     decision = rules.decide(order, ctx.policy, order_id=order_id)
 
     if earlier is not None and outbox.is_unsent(earlier):
-        _recheck_queued(ctx, store_hash, order_id, ids, earlier, order, decision)
+        _recheck_queued(ctx, store_hash, order_id, claimed, earlier, order, decision)
         return
 
     cart = payload = meta = None
@@ -168,13 +168,22 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
 
 
 def _recheck_queued(
-    ctx: Context, store_hash: str, order_id: int, ids: list[int], earlier: dict, order: dict | None, decision: rules.Decision
+    ctx: Context, store_hash: str, order_id: int, claimed: list[dict], earlier: dict, order: dict | None, decision: rules.Decision
 ) -> None:
     """An event for an order whose report waits unsent: drop the report if the order is no longer eligible."""
+    ids = [row["id"] for row in claimed]
     if decision.report:
         decision = rules.decide(None, ctx.policy, order_id=order_id, earlier=rules.Earlier.QUEUED)
+        # A partial refund of an order still reportable: looked at again once its report is
+        # settled, to be kept for the cancellation then.
+        refunds = [row["id"] for row in claimed if row["scope"] == inbox.REFUND_CREATED]
         with immediate(ctx.db):
-            _settle(ctx, ids, state=inbox.DONE, outcome=decision.codes[0], note=decision.summary)
+            if refunds:
+                after = max(ctx.clock(), earlier["due_at"], earlier["lease_until"] or 0) + 1
+                inbox.events.settle(ctx.db, refunds, owner=ctx.owner, state=PENDING, due_at=after, last_error=None)
+            others = [event_id for event_id in ids if event_id not in refunds]
+            if others:
+                _settle(ctx, others, state=inbox.DONE, outcome=decision.codes[0], note=decision.summary)
         _log(store_hash, order_id, decision)
         return
     dropped = rules.no_longer_eligible(decision)

@@ -107,6 +107,10 @@ def test_a_partial_refund_while_the_report_waits_still_reports_the_order_as_plac
     assert refersion.order_ids == [str(order_id)]
     assert delivery(db, order_id)["state"] == "done"
     assert current(db, order_id)[0] == "report"
+    clock.advance(2)  # the refund event is looked at again once the report is settled
+    worker.run_until_idle()
+    refund = next(db.query("SELECT state, outcome FROM events WHERE scope = 'store/order/refund/created'"))
+    assert (refund["state"], refund["outcome"]) == ("deferred", "awaiting_cancellation")  # kept for its cancellation
 
 
 def test_without_cancellation_sync_a_partial_refund_drops_the_waiting_report(
