@@ -17,6 +17,7 @@ from bridge.core.payload import (
     coupon_codes,
     fallback_cart_id,
     money,
+    text,
 )
 
 FIXTURES = sorted(p.stem for p in (Path(__file__).parents[1] / "fixtures" / "orders").glob("*.json"))
@@ -203,3 +204,16 @@ class TestCartId:
         assert fallback_cart_id(KEY, "abc123", 5) != fallback_cart_id(b"another-secret-value-000000", "abc123", 5)
         assert fallback_cart_id(KEY, "abc123", 5) != fallback_cart_id(KEY, "abc123", 6)
         assert fallback_cart_id(KEY, "abc123", 5) != fallback_cart_id(KEY, "xyz789", 5)
+
+
+def test_currency_is_left_out_when_bigcommerce_names_none():
+    fixture = load("multi_currency")
+    fixture["order"]["default_currency_code"] = None
+    fixture["order"]["currency_code"] = "  "
+    assert "currency_code" not in build(fixture)
+
+
+@pytest.mark.parametrize("raw", ["\u200b SKU-1 \ufeff", "\ufeffSKU-1", " \u2060SKU-1\u200d\n"])
+def test_invisible_characters_at_either_end_are_trimmed_like_spaces(raw):
+    assert text(raw) == "SKU-1"
+    assert text("\u200b \u200c") == ""
