@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlite_utils import Database
 
 from bridge.storage.db import rows
-from bridge.storage.queue import PENDING, WORKING, LeasedTable
+from bridge.storage.queue import DEAD, PENDING, WORKING, LeasedTable
 
 PAID, CANCEL, COUPON = "paid", "cancel", "coupon"
 DONE, DRY_RUN, SKIPPED = "done", "dry_run", "skipped"  # besides the queue's pending, working, dead
@@ -105,3 +105,27 @@ def is_unsent(row: dict) -> bool:
 def waited(row: dict, now: float) -> bool:
     """True when this send follows a wait (a retry, a pause, a hold, a slow queue) or a change to its order."""
     return bool(row["recheck"]) or row["attempts"] > 0 or now - row["created_at"] > FRESH_SECONDS
+
+
+def replay(db: Database, *, store_hash: str | None = None, order_id: int | None = None, now: float) -> list[dict]:
+    """Queue dead deliveries again, with fresh attempts (call in a transaction); returns them.
+
+    :param store_hash: only this store's; :param order_id: only this order's.
+    """
+    where, params = ["state = ?"], [DEAD]
+    if store_hash is not None:
+        where.append("store_hash = ?")
+        params.append(store_hash)
+    if order_id is not None:
+        where.append("order_id = ?")
+        params.append(order_id)
+    return rows(
+        db.execute(
+            f"""
+            UPDATE deliveries SET state = '{PENDING}', attempts = 0, due_at = ?, updated_at = ?, last_error = NULL
+            WHERE {" AND ".join(where)}
+            RETURNING id, key, kind, store_hash, order_id
+            """,
+            [now, now, *params],
+        )
+    )

@@ -1,0 +1,258 @@
+"""The read side: what happened to every order, for the status page, ``/api/*``, metrics and the CLI.
+
+Every view renders the rows built here; none writes its own SQL. An order's *decision*
+is told in SPEC's words, from the decision in force and its paid report:
+
+- ``reported``: Refersion took the report;
+- ``dry_run``: evaluated in dry-run mode, nothing sent;
+- ``dead``: Refersion refused it for good, or BigCommerce could not be read for days;
+- ``paused``: its report waits because the store's keys were refused;
+- ``retrying``: its report failed and is tried again on the schedule;
+- ``waiting``: not eligible yet, or queued and about to be sent, or not evaluated yet;
+- ``skipped``: not reported, with the reasons why.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlite_utils import Database
+
+from bridge.storage import outbox
+from bridge.storage.db import rows
+from bridge.storage.queue import DEAD, PENDING, WORKING
+
+REPORTED, SKIPPED, WAITING, RETRYING, PAUSED, DRY_RUN = "reported", "skipped", "waiting", "retrying", "paused", "dry_run"
+DECISIONS = (REPORTED, SKIPPED, WAITING, RETRYING, DEAD, PAUSED, DRY_RUN)
+_VERDICT_WORDS = {"report": REPORTED, "wait": WAITING, "skip": SKIPPED}
+
+# One row per order heard of: its newest event, the decision in force and its paid report.
+_ORDERS_SQL = """
+WITH heard AS (
+    SELECT store_hash, order_id, max(received_at) AS last_event_at, count(*) AS events,
+           sum(state = 'dead') AS dead_events, sum(state IN ('pending', 'working')) AS open_events,
+           min(CASE WHEN state = 'ignored' THEN outcome END) AS ignored_outcome,
+           min(CASE WHEN state = 'ignored' THEN note END) AS ignored_note,
+           max(CASE WHEN state = 'dead' THEN last_error END) AS event_error
+    FROM events WHERE order_id IS NOT NULL {store_filter}
+    GROUP BY store_hash, order_id
+)
+SELECT heard.*, o.verdict, o.reasons, o.evaluated_at, o.cart_id_source, o.note AS cart_note,
+       d.kind, d.state AS delivery_state, d.attempts, d.last_status, d.last_error, d.response, d.due_at,
+       d.updated_at AS delivery_updated_at, d.done_at, d.created_at AS queued_at,
+       (SELECT reason FROM pauses p WHERE p.store_hash = heard.store_hash ORDER BY p.service DESC LIMIT 1) AS pause_reason
+FROM heard
+LEFT JOIN orders o ON o.store_hash = heard.store_hash AND o.order_id = heard.order_id
+LEFT JOIN deliveries d ON d.key = 'paid:' || heard.store_hash || ':' || heard.order_id
+"""
+
+
+def iso(timestamp: float | None) -> str | None:
+    """Unix seconds as ISO 8601 UTC (``2026-11-29T21:40:11Z``)."""
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _reasons(text: str | None) -> list[dict]:
+    return json.loads(text) if text else []
+
+
+def _summary(row: dict) -> dict:
+    """One order's decision in SPEC's words, its leading reason, and when it last changed."""
+    state = row["delivery_state"]
+    reasons = _reasons(row["reasons"])
+    at = max(filter(None, (row["last_event_at"], row["evaluated_at"], row["delivery_updated_at"])))
+    if state == outbox.DONE:
+        decision = REPORTED
+        reason = {"code": "reported", "text": f"Reported to Refersion (HTTP {row['last_status']})."}
+    elif state == outbox.DRY_RUN:
+        decision, reason = DRY_RUN, {"code": "dry_run", "text": "Eligible, but evaluated in dry-run mode: nothing was sent."}
+    elif state == DEAD:
+        decision = DEAD
+        reason = {
+            "code": "delivery_failed",
+            "text": f"Refersion refused the report for good: {row['last_error']}. Retry it once the cause is fixed.",
+        }
+    elif state in (PENDING, WORKING) and row["pause_reason"]:
+        decision, reason = PAUSED, {"code": "store_paused", "text": f"Waiting: {row['pause_reason']} It is sent once the keys are fixed."}
+    elif state in (PENDING, WORKING) and row["attempts"]:
+        decision = RETRYING
+        reason = {
+            "code": "delivery_retrying",
+            "text": f"Refersion did not take it yet ({row['last_error']}); tried again at {iso(row['due_at'])}.",
+        }
+    elif state in (PENDING, WORKING):
+        decision, reason = WAITING, {"code": "queued", "text": "Eligible and queued: it is on its way to Refersion."}
+    elif row["verdict"]:
+        decision = _VERDICT_WORDS[row["verdict"]]
+        reason = reasons[0] if reasons else {"code": row["verdict"], "text": ""}
+    elif row["dead_events"]:
+        decision = DEAD
+        reason = {"code": "order_unreadable", "text": f"BigCommerce could not be read for this order: {row['event_error']}."}
+    elif row["ignored_outcome"] and not row["open_events"]:
+        decision, reason = SKIPPED, {"code": row["ignored_outcome"], "text": row["ignored_note"] or ""}
+    else:
+        decision, reason = WAITING, {"code": "not_evaluated_yet", "text": "Received; the worker has not looked at the order yet."}
+    return {"decision": decision, "reason": reason, "reasons": reasons or [reason], "at": at}
+
+
+def _orders(db: Database, stores: Iterable[str] | None) -> list[dict]:
+    params: list = []
+    store_filter = ""
+    if stores is not None:
+        stores = sorted(stores)
+        store_filter = f"AND store_hash IN ({', '.join('?' for _ in stores)})"
+        params = list(stores)
+    found = rows(db.execute(_ORDERS_SQL.format(store_filter=store_filter), params))
+    return [{**row, **_summary(row)} for row in found]
+
+
+def _recent(row: dict) -> dict:
+    return {
+        "store_hash": row["store_hash"],
+        "order_id": row["order_id"],
+        "decision": row["decision"],
+        "reason_code": row["reason"]["code"],
+        "reason": row["reason"]["text"],
+        "refersion_status": row["last_status"],
+        "at": iso(row["at"]),
+    }
+
+
+def list_orders(db: Database, *, stores: Iterable[str] | None = None, decision: str | None = None, limit: int = 50) -> list[dict]:
+    """The most recently changed orders (newest first), optionally of one decision."""
+    found = [row for row in _orders(db, stores) if decision is None or row["decision"] == decision]
+    found.sort(key=lambda row: (row["at"], row["order_id"]), reverse=True)
+    return [_recent(row) for row in found[:limit]]
+
+
+def counts(db: Database, *, stores: Iterable[str] | None = None) -> tuple[dict, dict]:
+    """Orders by decision (each counted once, under its current one) and skipped orders by reason."""
+    by_decision = dict.fromkeys(("received", *DECISIONS), 0)
+    by_reason: dict[str, int] = {}
+    for row in _orders(db, stores):
+        by_decision["received"] += 1
+        by_decision[row["decision"]] += 1
+        if row["decision"] == SKIPPED:
+            by_reason[row["reason"]["code"]] = by_reason.get(row["reason"]["code"], 0) + 1
+    return by_decision, dict(sorted(by_reason.items(), key=lambda item: (-item[1], item[0])))
+
+
+def daily(db: Database, *, now: float, days: int = 30, stores: Iterable[str] | None = None) -> list[dict]:
+    """Orders reported and skipped per UTC day over the last ``days`` days, oldest first."""
+    today = datetime.fromtimestamp(now, UTC).date()
+    keys = [(today.toordinal() - offset) for offset in range(days - 1, -1, -1)]
+    tally = {key: {"reported": 0, "skipped": 0} for key in keys}
+    for row in _orders(db, stores):
+        if row["decision"] in (REPORTED, SKIPPED):
+            when = row["done_at"] if row["decision"] == REPORTED and row["done_at"] else row["at"]
+            key = datetime.fromtimestamp(when, UTC).date().toordinal()
+            if key in tally:
+                tally[key][row["decision"]] += 1
+    return [{"day": datetime.fromordinal(key).date().isoformat(), **tally[key]} for key in keys]
+
+
+def store_health(db: Database, store_hash: str) -> dict:
+    """What is known of one store's connections, from what the worker last saw."""
+    pauses = {row["service"]: row["reason"] for row in rows(db.execute("SELECT * FROM pauses WHERE store_hash = ?", [store_hash]))}
+    last_webhook = db.execute("SELECT max(received_at) FROM events WHERE store_hash = ?", [store_hash]).fetchone()[0]
+    last_read = db.execute("SELECT max(evaluated_at) FROM orders WHERE store_hash = ?", [store_hash]).fetchone()[0]
+    last_sent = db.execute("SELECT max(done_at) FROM deliveries WHERE store_hash = ? AND state = ?", [store_hash, outbox.DONE]).fetchone()[
+        0
+    ]
+    if "bigcommerce" in pauses:
+        bigcommerce = {"ok": False, "detail": pauses["bigcommerce"]}
+    elif last_read:
+        bigcommerce = {"ok": True, "detail": f"Orders read with the store's token, last at {iso(last_read)}."}
+    else:
+        bigcommerce = {"ok": None, "detail": "Not known yet: no order has been read."}
+    if "refersion" in pauses:
+        refersion = {"ok": False, "paused": True, "detail": pauses["refersion"]}
+    elif last_sent:
+        refersion = {"ok": True, "paused": False, "detail": f"Keys accepted, last report at {iso(last_sent)}."}
+    else:
+        refersion = {"ok": None, "paused": False, "detail": "Not known yet: nothing has been sent."}
+    return {
+        "bigcommerce": bigcommerce,
+        # Filled by the hook checks of a later version; unknown until then.
+        "hooks": {"registered": None, "active": None, "missing": []},
+        "refersion": refersion,
+        "last_webhook_at": iso(last_webhook),
+    }
+
+
+def status(db: Database, stores: list[tuple[str, str]], *, visible: Iterable[str] | None = None, recent: int = 50) -> dict:
+    """The facts of ``GET /api/status`` (SPEC section 3).
+
+    :param stores: ``(store_hash, mode)`` of every store the bridge serves.
+    :param visible: the store hashes the viewer may see; None for all.
+    """
+    visible = None if visible is None else set(visible)
+    shown = [(store_hash, mode) for store_hash, mode in stores if visible is None or store_hash in visible]
+    by_decision, by_reason = counts(db, stores=visible)
+    return {
+        "stores": [{"store_hash": store_hash, "mode": mode, **store_health(db, store_hash)} for store_hash, mode in shown],
+        "counts": by_decision,
+        "skipped_by_reason": by_reason,
+        "recent": list_orders(db, stores=visible, limit=recent),
+    }
+
+
+def stores_with_order(db: Database, order_id: int, *, visible: Iterable[str] | None = None) -> list[str]:
+    """The stores that sent events for this order, among those the viewer may see."""
+    found = [
+        row["store_hash"] for row in rows(db.execute("SELECT DISTINCT store_hash FROM events WHERE order_id = ? ORDER BY 1", [order_id]))
+    ]
+    return [store for store in found if visible is None or store in set(visible)]
+
+
+def order_story(db: Database, *, store_hash: str, order_id: int) -> dict | None:
+    """``GET /api/orders/<id>``: one order's whole story, or None when the bridge never heard of it."""
+    found = [row for row in _orders(db, [store_hash]) if row["order_id"] == order_id]
+    if not found:
+        return None
+    order = found[0]
+    history = rows(db.execute("SELECT * FROM decisions WHERE store_hash = ? AND order_id = ? ORDER BY id", [store_hash, order_id]))
+    events = rows(db.execute("SELECT * FROM events WHERE store_hash = ? AND order_id = ? ORDER BY received_at, id", [store_hash, order_id]))
+    deliveries = rows(db.execute("SELECT * FROM deliveries WHERE store_hash = ? AND order_id = ? ORDER BY id", [store_hash, order_id]))
+    return {
+        "store_hash": store_hash,
+        "order_id": order_id,
+        "decision": order["decision"],
+        "reasons": order["reasons"] if order["decision"] in (SKIPPED, WAITING) and order["verdict"] else [order["reason"]],
+        "decisions": [
+            {"at": iso(row["at"]), "decision": _VERDICT_WORDS.get(row["verdict"], row["verdict"]), "reasons": _reasons(row["reasons"])}
+            for row in history
+        ],
+        "events": [
+            {
+                "scope": row["scope"],
+                "received_at": iso(row["received_at"]),
+                "state": row["state"],
+                "outcome": row["outcome"],
+                "note": row["note"],
+            }
+            for row in events
+        ],
+        "deliveries": [_delivery(row) for row in deliveries],
+        "cart_id_source": order["cart_id_source"],
+        "note": order["cart_note"],
+    }
+
+
+def _delivery(row: dict) -> dict:
+    shown = {
+        "kind": row["kind"],
+        "state": row["state"],
+        "attempts": row["attempts"],
+        "last_status": row["last_status"],
+        "last_answer": row["response"] if row["response"] is not None else row["last_error"],
+        "next_attempt_at": iso(row["due_at"]) if row["state"] == PENDING else None,
+        "outcome": row["outcome"],
+    }
+    if row["state"] == outbox.DRY_RUN:
+        shown["would_have_sent"] = row["payload"]  # dry run made visible: the exact JSON body, as text
+    return shown

@@ -1,0 +1,128 @@
+"""The read side over a database filled by the real pipeline: webhooks through the Flask
+intake, the worker against the fake BigCommerce and Refersion (never rows inserted by hand)."""
+
+import json
+import time
+
+import pytest
+
+from bridge.storage import history
+from tests.conftest import STORE_HASH, post_webhook, status_updated
+from tests.fakes import load_fixture
+
+
+@pytest.fixture
+def pipeline(client, worker, bigcommerce, refersion, db):
+    """Orders that end in every decision but paused and dry run; returns their ids by decision."""
+    ids = {
+        "reported": bigcommerce.add(load_fixture("manual_discount")),
+        "free": bigcommerce.add(load_fixture("odd_cents"), total_inc_tax="0.0000"),
+        "pending": bigcommerce.add(load_fixture("guest_without_name"), status_id=1, payment_status="pending"),
+        "retrying": bigcommerce.add(load_fixture("multi_currency")),
+        "dead": bigcommerce.add(load_fixture("ipv6_only_customer")),
+    }
+    for name in ("reported", "free", "pending"):
+        post_webhook(client, status_updated(ids[name], 11))
+        worker.run_until_idle()
+    refersion.answer_next(503)
+    post_webhook(client, status_updated(ids["retrying"], 11))
+    worker.run_until_idle()
+    refersion.answer_next(400, body='{"error": "Missing required field: items"}')
+    post_webhook(client, status_updated(ids["dead"], 11))
+    worker.run_until_idle()
+    post_webhook(client, status_updated(999_001, 11, store_hash="otherstore"))  # a store the bridge does not serve
+    worker.run_until_idle()
+    return ids
+
+
+def test_each_order_is_counted_once_under_its_current_decision(db, pipeline):
+    counts, by_reason = history.counts(db)
+    assert counts == {
+        "received": 6,
+        "reported": 1,
+        "skipped": 2,
+        "waiting": 1,
+        "retrying": 1,
+        "dead": 1,
+        "paused": 0,
+        "dry_run": 0,
+    }
+    assert by_reason == {"free_order": 1, "unknown_store": 1}
+
+
+def test_recent_orders_say_why_in_plain_words(db, pipeline):
+    recent = {row["order_id"]: row for row in history.list_orders(db)}
+    assert recent[pipeline["reported"]]["decision"] == "reported"
+    assert recent[pipeline["reported"]]["refersion_status"] == 200
+    assert (recent[pipeline["free"]]["decision"], recent[pipeline["free"]]["reason_code"]) == ("skipped", "free_order")
+    assert "free orders are never reported" in recent[pipeline["free"]]["reason"]
+    assert recent[pipeline["pending"]]["reason_code"] == "status_not_yet"
+    assert (recent[pipeline["retrying"]]["decision"], recent[pipeline["retrying"]]["refersion_status"]) == ("retrying", 503)
+    assert recent[pipeline["dead"]]["decision"] == "dead"
+    assert "Missing required field" in recent[pipeline["dead"]]["reason"]
+    assert all(row["at"].endswith("Z") for row in recent.values())
+    assert [row["decision"] for row in history.list_orders(db, decision="dead")] == ["dead"]
+    assert len(history.list_orders(db, limit=2)) == 2
+
+
+def test_a_viewer_sees_only_the_stores_they_may_see(db, pipeline):
+    assert {row["store_hash"] for row in history.list_orders(db, stores=[STORE_HASH])} == {STORE_HASH}
+    assert history.counts(db, stores=["otherstore"])[0]["received"] == 1
+    assert history.order_story(db, store_hash="otherstore", order_id=pipeline["reported"]) is None
+
+
+def test_an_orders_story_holds_its_events_decisions_and_deliveries(db, pipeline):
+    story = history.order_story(db, store_hash=STORE_HASH, order_id=pipeline["dead"])
+    assert (story["decision"], story["reasons"][0]["code"]) == ("dead", "delivery_failed")
+    assert [event["scope"] for event in story["events"]] == ["store/order/statusUpdated"]
+    assert [d["decision"] for d in story["decisions"]] == ["reported"]
+    (delivery,) = story["deliveries"]
+    assert (delivery["kind"], delivery["state"], delivery["attempts"], delivery["last_status"]) == ("paid", "dead", 1, 400)
+    assert delivery["last_answer"] == '{"error": "Missing required field: items"}'
+    assert delivery["next_attempt_at"] is None
+
+    waiting = history.order_story(db, store_hash=STORE_HASH, order_id=pipeline["retrying"])
+    assert waiting["deliveries"][0]["next_attempt_at"].endswith("Z")
+    assert history.order_story(db, store_hash=STORE_HASH, order_id=123456789) is None
+
+
+def test_store_health_from_what_the_worker_saw(db, pipeline):
+    health = history.store_health(db, STORE_HASH)
+    assert health["bigcommerce"]["ok"] is True
+    assert health["refersion"] == {"ok": True, "paused": False, "detail": health["refersion"]["detail"]}
+    assert health["hooks"] == {"registered": None, "active": None, "missing": []}
+    assert health["last_webhook_at"].endswith("Z")
+
+
+def test_reported_and_skipped_orders_per_day_over_thirty_days(db, pipeline):
+    days = history.daily(db, now=time.time())
+    assert len(days) == 30
+    assert days[-1]["reported"] == 1 and days[-1]["skipped"] == 2
+    assert sum(day["reported"] + day["skipped"] for day in days[:-1]) == 0
+
+
+def test_refused_keys_show_as_paused_and_a_dry_run_shows_the_body_it_would_have_sent(
+    client, make_settings, make_worker, bigcommerce, refersion, db
+):
+    refersion.secret_key = "sec_rotated_in_refersion"
+    paused = bigcommerce.add(load_fixture("manual_discount"))
+    post_webhook(client, status_updated(paused, 11))
+    make_worker().run_until_idle()
+    assert history.list_orders(db)[0]["decision"] == "paused"
+    assert history.store_health(db, STORE_HASH)["refersion"]["paused"] is True
+
+    dry = bigcommerce.add(load_fixture("odd_cents"))
+    post_webhook(client, status_updated(dry, 11))
+    make_worker(make_settings(rules_dry_run="true")).run_until_idle()
+    story = history.order_story(db, store_hash=STORE_HASH, order_id=dry)
+    assert story["decision"] == "dry_run"
+    body = json.loads(story["deliveries"][0]["would_have_sent"])
+    assert body["order_id"] == str(dry)
+
+
+def test_status_puts_it_together_in_the_spec_shape(db, pipeline):
+    status = history.status(db, [(STORE_HASH, "api_account")])
+    assert set(status) == {"stores", "counts", "skipped_by_reason", "recent"}
+    (store,) = status["stores"]
+    assert set(store) == {"store_hash", "mode", "bigcommerce", "hooks", "refersion", "last_webhook_at"}
+    assert set(status["recent"][0]) == {"store_hash", "order_id", "decision", "reason_code", "reason", "refersion_status", "at"}
