@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bridge.cli import run
+from bridge.cli import orders, run
 from bridge.cli.common import BridgeGroup
 
 
@@ -22,7 +22,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = config_path
 
 
-for command in (run.serve, run.web, run.worker):
+for command in (run.serve, run.web, run.worker, orders.orders, orders.replay):
     cli.add_command(command)
 
 

@@ -25,7 +25,7 @@ def test_every_command_has_help(command):
 
 
 def test_the_commands_of_this_version():
-    assert sorted(cli.commands) == ["serve", "web", "worker"]
+    assert sorted(cli.commands) == ["orders", "replay", "serve", "web", "worker"]
 
 
 def run_bridge(args, env):
@@ -122,12 +122,15 @@ def _bad_port_config(tmp_path, name):
     return str(config)
 
 
+FULL_COMMAND = {"orders": ["orders", "list"], "replay": ["replay", "--dead"]}  # groups and commands that need more words
+
+
 @pytest.mark.parametrize("command", sorted(cli.commands))
 @pytest.mark.parametrize("where", ["after the command", "after the command, over the group's", "after the command, over BRIDGE_CONFIG"])
 def test_config_is_accepted_after_every_command_name(command, where, tmp_path):
     bad = _bad_port_config(tmp_path, "bad.toml")
     missing = str(tmp_path / "missing.toml")  # would fail differently if it were read
-    args, env = [command, "--config", bad], {}
+    args, env = [*FULL_COMMAND.get(command, [command]), "--config", bad], {}
     if "group" in where:
         args = ["--config", missing, *args]
     if "BRIDGE_CONFIG" in where:
