@@ -74,20 +74,21 @@ def viewer() -> Viewer | None:
     """The current viewer: from a bearer admin token, else from the session, else None.
 
     A request that presents a bearer token is judged by it alone: a wrong token never
-    falls back to a session cookie the browser happened to send.
+    falls back to a session cookie the browser happened to send. Wrong bearer tokens count
+    as failed sign-ins, so guessing through the API is limited like the form.
     """
-    token = bearer_token()
-    if token is not None:
-        admin_token = _server().admin_token
-        return ADMIN if admin_token and same_secret(token, admin_token) else None
-    return _session_viewer()
+    if "bridge_viewer" not in g:
+        token = bearer_token()
+        g.bridge_viewer = _session_viewer() if token is None else _bearer_viewer(token)
+    return g.bridge_viewer
 
 
 def require_viewer(json: bool) -> Callable:
     """Decorate a view that needs a viewer; it finds it in ``g.viewer``.
 
     Without one: 401 ``{"error": ...}`` with ``WWW-Authenticate: Bearer`` when ``json``,
-    else a redirect to ``/login?next=<this path>``.
+    else a redirect to ``/login?next=<this path>``; 429 with ``Retry-After`` for a bearer
+    token from an address that has failed too often.
     """
 
     def decorate(view: Callable) -> Callable:
@@ -95,6 +96,12 @@ def require_viewer(json: bool) -> Callable:
         def wrapped(*args, **kwargs):
             current = viewer()
             if current is None:
+                wait = g.get("bridge_retry_after", 0)
+                if wait:
+                    response = jsonify(error=f"too many failed attempts from your address; retry in {wait} seconds")
+                    response.status_code = 429
+                    response.headers["Retry-After"] = str(wait)
+                    return response
                 if json:
                     response = jsonify(error="sign in first, or send Authorization: Bearer <admin token>")
                     response.status_code = 401
@@ -258,8 +265,7 @@ def login():
     if request.method == "GET":
         return render_template("login.html", enabled=True, next=target, signed_in=signed_in)
 
-    client = request.remote_addr or "unknown"
-    limiter: FailureLimiter = current_app.extensions["bridge_login_limiter"]
+    client, limiter = _client(), _limiter()
     wait = limiter.retry_after(client)
     if wait:
         log.warning("Sign-in from %s refused: too many failed attempts, retry in %d s", client, wait)
@@ -291,6 +297,28 @@ def logout():
 
 def _server():
     return current_app.config["BRIDGE_SETTINGS"].server
+
+
+def _client() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _limiter() -> FailureLimiter:
+    return current_app.extensions["bridge_login_limiter"]
+
+
+def _bearer_viewer(token: str) -> Viewer | None:
+    admin_token = _server().admin_token
+    if not admin_token:
+        return None
+    g.bridge_retry_after = _limiter().retry_after(_client())
+    if g.bridge_retry_after:
+        return None
+    if same_secret(token, admin_token):
+        return ADMIN
+    _limiter().fail(_client())
+    log.warning("Wrong bearer token from %s", _client())
+    return None
 
 
 def _admin_key(admin_token: str) -> str:

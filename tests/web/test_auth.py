@@ -253,6 +253,18 @@ def test_json_views_answer_401_without_a_viewer(client, authorization):
     assert response.get_json() == {"error": "sign in first, or send Authorization: Bearer <admin token>"}
 
 
+def test_wrong_bearer_tokens_count_as_failed_sign_ins(app, client, clock):
+    app.extensions["bridge_login_limiter"].clock = clock
+    for _ in range(auth.MAX_FAILURES):
+        assert client.get("/api/test-private", headers={"Authorization": "Bearer guess"}).status_code == 401
+    refused = client.get("/api/test-private", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "60"
+    assert refused.get_json() == {"error": "too many failed attempts from your address; retry in 60 seconds"}
+    assert sign_in(client).status_code == 429  # the form and the API share the count
+    clock.advance(60)
+    assert client.get("/api/test-private", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 200
+
+
 def test_a_wrong_bearer_token_never_falls_back_to_the_session(client):
     sign_in(client)
     assert client.get("/api/test-private", headers={"Authorization": "Bearer wrong"}).status_code == 401
