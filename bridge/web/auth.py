@@ -143,6 +143,16 @@ def check_csrf() -> None:
         raise BadRequest(CSRF_MESSAGE)
 
 
+def start_session(who: Viewer) -> None:
+    """Sign ``who`` in for :data:`SESSION_LIFETIME`, in a fresh session with a new form token."""
+    if who.is_admin != (who.stores is None) or (who.is_admin and not _server().admin_token):
+        raise ValueError("a session is either the admin's (needs server.admin_token) or a list of stores'")
+    record = {"admin": True, "key": _admin_key(_server().admin_token)} if who.is_admin else {"admin": False, "stores": sorted(who.stores)}
+    session.clear()
+    session.permanent = True
+    session.update(viewer=record, at=int(time.time()), csrf=secrets.token_urlsafe(32))
+
+
 def safe_next(target: str | None) -> str:
     """``target`` when it is a path on this site, else ``/`` (no open redirects)."""
     if not target or len(target) > MAX_NEXT_LENGTH or not target.startswith("/"):
@@ -281,9 +291,7 @@ def login():
         return render_template("login.html", enabled=True, next=target, signed_in=signed_in, error=error), 401
 
     limiter.forget(client)
-    session.clear()  # a fresh session (and form token) for every sign-in
-    session.permanent = True
-    session.update(viewer={"admin": True, "key": _admin_key(admin_token)}, at=int(time.time()), csrf=secrets.token_urlsafe(32))
+    start_session(ADMIN)
     log.info("Admin signed in from %s", client)
     return redirect(target, 303)
 

@@ -338,15 +338,24 @@ def test_session_contents_of_the_wrong_shape_are_nobody(client):
         assert client.get("/api/test-private").status_code == 401
 
 
-def test_a_store_scoped_session_sees_only_its_stores(client):
-    import time
+def test_a_store_scoped_session_sees_only_its_stores(app, client):
+    def sign_in_store():
+        auth.start_session(auth.Viewer(is_admin=False, stores=frozenset({"abc123"})))
+        return "signed in"
 
-    with client.session_transaction() as session:
-        session.update(viewer={"admin": False, "stores": ["abc123"]}, at=int(time.time()))
+    app.add_url_rule("/test-store-sign-in", view_func=sign_in_store)
+    client.get("/test-store-sign-in")
     assert client.get("/api/test-private").get_json() == {"viewer": {"is_admin": False, "all_stores": False}}
+    assert client.post("/api/test-private").status_code == 400  # a session: the form token is needed
     viewer = auth.Viewer(is_admin=False, stores=frozenset({"abc123"}))
     assert viewer.can_see("abc123") and not viewer.can_see("def456")
     assert auth.ADMIN.can_see("anything")
+
+
+@pytest.mark.parametrize("who", [auth.Viewer(is_admin=False, stores=None), auth.Viewer(is_admin=True, stores=frozenset({"a"}))])
+def test_a_session_is_either_the_admins_or_some_stores(app, who):
+    with app.test_request_context(), pytest.raises(ValueError):
+        auth.start_session(who)
 
 
 def test_pages_carry_the_security_headers(client):
