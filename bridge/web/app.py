@@ -11,12 +11,14 @@ from werkzeug.exceptions import HTTPException
 from bridge.config import Settings
 from bridge.storage import db as database
 from bridge.storage.stores import StoreRegistry
-from bridge.web import health, pages, webhooks
+from bridge.web import auth, health, pages, webhooks
 from bridge.web.database import close_db
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "templates"
+STATIC = ROOT / "static"
 JSON_PREFIXES = ("/webhooks/", "/api/", "/healthz")
 
 
@@ -40,7 +42,7 @@ def _handle_unexpected(error: Exception) -> tuple[Response | str, int]:
 
 def create_app(settings: Settings) -> Flask:
     """Build the web application for validated ``settings``."""
-    app = Flask(__name__, template_folder=str(TEMPLATES))
+    app = Flask(__name__, template_folder=str(TEMPLATES), static_folder=str(STATIC))
     app.config.update(
         BRIDGE_SETTINGS=settings,
         BRIDGE_STORES=StoreRegistry(settings),
@@ -49,6 +51,7 @@ def create_app(settings: Settings) -> Flask:
         MAX_CONTENT_LENGTH=webhooks.MAX_BODY_BYTES + 1,
         JSON_SORT_KEYS=False,
     )
+    auth.init_app(app, settings)  # sessions, /login, CSRF check, security headers
     database.connect(settings.database.path).close()  # create and migrate before the first request
     app.teardown_appcontext(close_db)
     app.register_blueprint(webhooks.bp)

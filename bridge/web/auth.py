@@ -1,0 +1,354 @@
+"""Who is looking: sign-in with the admin token, sessions, bearer tokens, CSRF and the
+security headers every response carries.
+
+A view asks for a viewer with ``@require_viewer(json=...)`` and reads ``flask.g.viewer``;
+templates put ``{{ csrf_token() }}`` in every form that posts. The CSRF check and the
+headers are app-wide hooks installed by :func:`init_app`, so every blueprint is covered.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import logging
+import math
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, make_response, redirect, render_template, request, session, url_for
+from werkzeug.exceptions import BadRequest
+
+from bridge.config import GENERATE, MIN_SECRET_LENGTH, ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("auth", __name__)
+
+SESSION_LIFETIME = timedelta(hours=12)
+SESSION_COOKIE = "bridge_session"
+MAX_FAILURES = 5  # failed sign-ins per client address ...
+FAILURE_WINDOW = 60.0  # ... in this many seconds
+MAX_TOKEN_LENGTH = 4096
+MAX_NEXT_LENGTH = 2048
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_EXEMPT_PREFIXES = ("/webhooks/",)  # authenticated by their own secrets
+CSRF_MESSAGE = "missing or expired form token; reload the page"
+CONTROL_PANEL_ORIGINS = ("https://*.bigcommerce.com", "https://*.mybigcommerce.com")
+CSP_BASE = "default-src 'self'; style-src 'self'; img-src 'self' data:; script-src 'self'; form-action 'self'; base-uri 'none'"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Someone allowed to look: the admin (every store) or, later, a store's own users."""
+
+    is_admin: bool
+    stores: frozenset[str] | None  # None: every store
+
+    def can_see(self, store_hash: str) -> bool:
+        return self.stores is None or store_hash in self.stores
+
+
+ADMIN = Viewer(is_admin=True, stores=None)
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Constant-time comparison of two strings (as UTF-8 bytes)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
+def bearer_token() -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def viewer() -> Viewer | None:
+    """The current viewer: from a bearer admin token, else from the session, else None.
+
+    A request that presents a bearer token is judged by it alone: a wrong token never
+    falls back to a session cookie the browser happened to send. Wrong bearer tokens count
+    as failed sign-ins, so guessing through the API is limited like the form.
+    """
+    if "bridge_viewer" not in g:
+        token = bearer_token()
+        g.bridge_viewer = _session_viewer() if token is None else _bearer_viewer(token)
+    return g.bridge_viewer
+
+
+def require_viewer(json: bool) -> Callable:
+    """Decorate a view that needs a viewer; it finds it in ``g.viewer``.
+
+    Without one: 401 ``{"error": ...}`` with ``WWW-Authenticate: Bearer`` when ``json``,
+    else a redirect to ``/login?next=<this path>``; 429 with ``Retry-After`` for a bearer
+    token from an address that has failed too often.
+    """
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapped(*args, **kwargs):
+            current = viewer()
+            if current is None:
+                wait = g.get("bridge_retry_after", 0)
+                if wait:
+                    response = jsonify(error=f"too many failed attempts from your address; retry in {wait} seconds")
+                    response.status_code = 429
+                    response.headers["Retry-After"] = str(wait)
+                    return response
+                if json:
+                    response = jsonify(error="sign in first, or send Authorization: Bearer <admin token>")
+                    response.status_code = 401
+                    response.headers["WWW-Authenticate"] = "Bearer"
+                    return response
+                here = request.full_path if request.query_string else request.path
+                return redirect(url_for("auth.login", next=here))
+            g.viewer = current
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def csrf_token() -> str:
+    """This session's form token (created on first use); empty when sessions are off."""
+    if not current_app.secret_key:
+        return ""
+    token = session.get("csrf")
+    if not isinstance(token, str) or len(token) < 32:
+        token = session["csrf"] = secrets.token_urlsafe(32)
+    return token
+
+
+def check_csrf() -> None:
+    """Refuse (400) a state-changing request made with a session that lacks its form token.
+
+    Bearer-token requests and ``/webhooks/*`` need none; neither do requests with no
+    signed-in session, as they carry no authority a forged form could borrow.
+    """
+    if request.method not in UNSAFE_METHODS or request.path.startswith(CSRF_EXEMPT_PREFIXES):
+        return
+    if bearer_token() is not None or _session_viewer() is None:
+        return
+    sent = request.headers.get("X-CSRF-Token") or request.form.get("csrf_token", "")
+    expected = session.get("csrf")
+    if not (isinstance(expected, str) and sent and same_secret(sent, expected)):
+        raise BadRequest(CSRF_MESSAGE)
+
+
+def start_session(who: Viewer) -> None:
+    """Sign ``who`` in for :data:`SESSION_LIFETIME`, in a fresh session with a new form token."""
+    if who.is_admin != (who.stores is None) or (who.is_admin and not _server().admin_token):
+        raise ValueError("a session is either the admin's (needs server.admin_token) or a list of stores'")
+    record = {"admin": True, "key": _admin_key(_server().admin_token)} if who.is_admin else {"admin": False, "stores": sorted(who.stores)}
+    session.clear()
+    session.permanent = True
+    session.update(viewer=record, at=int(time.time()), csrf=secrets.token_urlsafe(32))
+
+
+def safe_next(target: str | None) -> str:
+    """``target`` when it is a path on this site, else ``/`` (no open redirects)."""
+    if not target or len(target) > MAX_NEXT_LENGTH or not target.startswith("/"):
+        return "/"
+    # Browsers read "\" as "/" and drop tabs and newlines, so "/\evil.com" is "//evil.com".
+    if "\\" in target or any(ord(char) < 0x20 or ord(char) == 0x7F for char in target):
+        return "/"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or target.startswith("//"):
+        return "/"
+    return target
+
+
+class FailureLimiter:
+    """Failed sign-ins per client address over a sliding window, in this process's memory.
+
+    Each web process counts on its own (so N processes allow N × the limit) and a restart
+    forgets; both are fine for slowing down guessing of a long random token.
+    """
+
+    def __init__(self, limit: int = MAX_FAILURES, window: float = FAILURE_WINDOW, clock=time.monotonic, max_clients: int = 10_000):
+        self.limit, self.window, self.clock, self.max_clients = limit, window, clock, max_clients
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def retry_after(self, client: str) -> int:
+        """Whole seconds ``client`` must wait before trying again; 0 when it may try now."""
+        with self._lock:
+            failures = self._recent(client)
+            if len(failures) < self.limit:
+                return 0
+            return max(1, math.ceil(round(failures[0] + self.window - self.clock(), 3)))
+
+    def fail(self, client: str) -> None:
+        with self._lock:
+            if client not in self._failures and len(self._failures) >= self.max_clients:
+                self._prune()
+            self._failures.setdefault(client, deque(maxlen=self.limit)).append(self.clock())
+
+    def forget(self, client: str) -> None:
+        with self._lock:
+            self._failures.pop(client, None)
+
+    def _recent(self, client: str) -> deque[float]:
+        failures = self._failures.get(client, deque())
+        while failures and failures[0] <= self.clock() - self.window:
+            failures.popleft()
+        return failures
+
+    def _prune(self) -> None:
+        for client in [c for c in self._failures if not self._recent(c)]:
+            del self._failures[client]
+        while len(self._failures) >= self.max_clients:  # still full: drop the oldest addresses
+            del self._failures[next(iter(self._failures))]
+
+
+def settings_problems(settings: Settings) -> list[str]:
+    """What stops sign-in from being safe with these settings, one line per key."""
+    server = settings.server
+    problems = []
+    if server.admin_token and not server.session_secret:
+        problems.append(f"server.session_secret is required when server.admin_token is set (it signs the sign-in session); {GENERATE}")
+    for key in ("session_secret", "admin_token"):
+        value = getattr(server, key)
+        if value and len(value) < MIN_SECRET_LENGTH:
+            problems.append(f"server.{key}: Must be at least {MIN_SECRET_LENGTH} characters (a long random string); {GENERATE}")
+    return problems
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Install sessions, the sign-in pages, the CSRF check and the security headers.
+
+    :raise ConfigError: when the settings would make sign-in unsafe.
+    """
+    problems = settings_problems(settings)
+    if problems:
+        raise ConfigError("\n".join(f"config error: {line}" for line in problems))
+    app.config.update(
+        SECRET_KEY=settings.server.session_secret,
+        SESSION_COOKIE_NAME=SESSION_COOKIE,
+        # The page lives in the control panel's cross-site iframe: Chromium sends such a
+        # frame only cookies that are SameSite=None, Secure and Partitioned (CHIPS).
+        SESSION_COOKIE_SAMESITE="None",
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_PARTITIONED=True,
+        SESSION_COOKIE_HTTPONLY=True,
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        SESSION_REFRESH_EACH_REQUEST=False,
+    )
+    app.extensions["bridge_login_limiter"] = FailureLimiter()
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.before_request(check_csrf)
+    app.after_request(security_headers)
+    app.register_blueprint(bp)
+
+
+def content_security_policy(settings: Settings) -> str:
+    ancestors = " ".join(("'self'", *CONTROL_PANEL_ORIGINS, *settings.server.frame_ancestors))
+    return f"{CSP_BASE}; frame-ancestors {ancestors}"
+
+
+def security_headers(response: Response) -> Response:
+    """Headers for every response; a view's own CSP or Cache-Control is kept."""
+    response.headers.setdefault("Content-Security-Policy", content_security_policy(current_app.config["BRIDGE_SETTINGS"]))
+    response.headers.pop("X-Frame-Options", None)  # frame-ancestors decides who may frame us
+    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """The admin-token form; on success a 12-hour session and a redirect to ``next``."""
+    admin_token = _server().admin_token
+    if not admin_token:
+        return render_template("login.html", enabled=False), 404
+    target = safe_next(request.values.get("next"))
+    signed_in = _session_viewer() is not None
+    if request.method == "GET":
+        return render_template("login.html", enabled=True, next=target, signed_in=signed_in)
+
+    client, limiter = _client(), _limiter()
+    wait = limiter.retry_after(client)
+    if wait:
+        log.warning("Sign-in from %s refused: too many failed attempts, retry in %d s", client, wait)
+        error = f"Too many failed sign-ins from your address. Try again in {wait} seconds."
+        response = make_response(render_template("login.html", enabled=True, next=target, signed_in=signed_in, error=error), 429)
+        response.headers["Retry-After"] = str(wait)
+        return response
+    token = request.form.get("token", "")
+    if len(token) > MAX_TOKEN_LENGTH or not same_secret(token, admin_token):
+        limiter.fail(client)
+        log.warning("Failed sign-in from %s", client)
+        error = "That is not the admin token."
+        return render_template("login.html", enabled=True, next=target, signed_in=signed_in, error=error), 401
+
+    limiter.forget(client)
+    start_session(ADMIN)
+    log.info("Admin signed in from %s", client)
+    return redirect(target, 303)
+
+
+@bp.post("/logout")
+def logout():
+    """Forget the session (the CSRF hook has checked the form token)."""
+    session.clear()
+    return redirect(url_for("auth.login"), 303)
+
+
+def _server():
+    return current_app.config["BRIDGE_SETTINGS"].server
+
+
+def _client() -> str:
+    return request.remote_addr or "unknown"
+
+
+def _limiter() -> FailureLimiter:
+    return current_app.extensions["bridge_login_limiter"]
+
+
+def _bearer_viewer(token: str) -> Viewer | None:
+    admin_token = _server().admin_token
+    if not admin_token:
+        return None
+    g.bridge_retry_after = _limiter().retry_after(_client())
+    if g.bridge_retry_after:
+        return None
+    if same_secret(token, admin_token):
+        return ADMIN
+    _limiter().fail(_client())
+    log.warning("Wrong bearer token from %s", _client())
+    return None
+
+
+def _admin_key(admin_token: str) -> str:
+    """Ties an admin session to the admin token, so changing the token signs everyone out."""
+    return hmac.new(current_app.secret_key.encode(), b"admin:" + admin_token.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _session_viewer() -> Viewer | None:
+    """The viewer a signed, unexpired session names; anything else is nobody."""
+    if not current_app.secret_key:
+        return None
+    who, at = session.get("viewer"), session.get("at")
+    if not isinstance(who, dict) or not isinstance(at, int) or isinstance(at, bool):
+        return None
+    now = time.time()
+    if not now - SESSION_LIFETIME.total_seconds() < at <= now + 60:  # a minute's grace for a clock stepped back
+        return None
+    if who.get("admin") is True:
+        admin_token = _server().admin_token
+        key = who.get("key")
+        return ADMIN if admin_token and isinstance(key, str) and same_secret(key, _admin_key(admin_token)) else None
+    stores = who.get("stores")
+    if isinstance(stores, list) and stores and all(isinstance(store, str) for store in stores):
+        return Viewer(is_admin=False, stores=frozenset(stores))
+    return None
