@@ -15,7 +15,10 @@
     var now = Date.now();
     document.querySelectorAll("time[data-relative]").forEach(function (el) {
       var at = Date.parse(el.getAttribute("datetime"));
-      if (!isNaN(at)) el.textContent = words((now - at) / 1000);
+      if (isNaN(at)) return;
+      var seconds = (now - at) / 1000;
+      if (el.getAttribute("data-relative") === "past" && seconds < 0 && seconds > -60) seconds = 0;  // clocks differ
+      el.textContent = words(seconds);
     });
   }
   document.addEventListener("DOMContentLoaded", refresh);

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 
 WIDTH, HEIGHT = 720, 230
-LEFT, RIGHT, TOP, BOTTOM = 34, 8, 34, 26
+LEFT, RIGHT, TOP, BOTTOM = 34, 10, 36, 30
 
 
 def nice_ceiling(value: int) -> int:
@@ -84,7 +84,7 @@ def chart(days: list[dict]) -> dict:
         "top": TOP,
         "right": WIDTH - RIGHT,
         "base_y": base_y,
-        "label_y": base_y + 18,
+        "label_y": base_y + 22,
         "bars": bars,
         "ticks": ticks,
         "grid": grid,

@@ -37,6 +37,7 @@ DECISION_WORDS = {
     "dry_run": "Dry run",
 }
 COUNT_WORDS = {"received": "Received", **DECISION_WORDS}
+HISTORY_WORDS = {"reported": "Eligible: report it", "skipped": "Skip", "waiting": "Wait"}  # verdicts, not outcomes
 RETRYABLE = frozenset({"dead", "paused"})
 REASON_WORDS = {
     "free_order": "Free order",
@@ -134,10 +135,13 @@ def _parse_iso(text: str) -> datetime:
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
-def relative(text: str | None, now: float | None = None) -> str:
+def relative(text: str | None, now: float | None = None, *, past: bool = False) -> str:
+    """``3 min ago``, ``in 4 min``; a ``past`` moment a few seconds ahead (clocks differ) is "just now"."""
     if not text:
         return "never"
     seconds = (now if now is not None else time.time()) - _parse_iso(text).timestamp()
+    if past and -60 < seconds < 0:
+        seconds = 0
     future, seconds = seconds < 0, abs(seconds)
     if seconds < 45:
         return "in a few seconds" if future else "just now"
@@ -157,8 +161,8 @@ def exact(text: str | None) -> str:
 
 
 @bp.app_template_filter("relative")
-def _relative_filter(text: str | None) -> str:
-    return relative(text)
+def _relative_filter(text: str | None, past: bool = False) -> str:
+    return relative(text, past=past)
 
 
 @bp.app_template_filter("exact")
@@ -173,7 +177,7 @@ def _reason_words(code: str) -> str:
 
 @bp.app_context_processor
 def _words() -> dict:
-    return {"DECISION_WORDS": DECISION_WORDS, "COUNT_WORDS": COUNT_WORDS, "RETRYABLE": RETRYABLE}
+    return {"DECISION_WORDS": DECISION_WORDS, "COUNT_WORDS": COUNT_WORDS, "HISTORY_WORDS": HISTORY_WORDS, "RETRYABLE": RETRYABLE}
 
 
 @bp.get("/")

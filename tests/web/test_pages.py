@@ -91,7 +91,7 @@ def test_the_status_page_shows_health_counts_reasons_chart_and_recent_orders(adm
     free_row = re.search(rf'data-order="{orders["free"]}">.*?</tr>', html, re.S).group(0)
     assert "free orders are never reported" in free_row
     # times in the viewer's terms, the exact UTC time on hover
-    assert re.search(r'<time datetime="[0-9T:-]+Z" title="[0-9 :-]+ UTC" data-relative>(just now|\d+ min ago)</time>', html)
+    assert re.search(r'<time datetime="[0-9T:-]+Z" title="[0-9 :-]+ UTC" data-relative="past">(just now|\d+ min ago)</time>', html)
     assert_no_secret(html)
 
 
@@ -111,14 +111,14 @@ def test_the_search_box_opens_an_orders_story(admin, orders):
     assert f"Order #{orders['dead']}" in html
     assert 'badge-dead">Dead' in html
     assert "store/order/statusUpdated" in html  # events received
-    assert "Decision history" in html and "<strong>Reported</strong>" in html
+    assert "Decision history" in html and "<strong>Eligible: report it</strong>" in html
     assert "Missing required field: items" in html and "HTTP 400" in html
     assert re.search(r"<dt>Attempts</dt><dd>1</dd>", html)
     assert "Retry" in html
     assert_no_secret(html)
 
     retrying = text(admin.get(f"/orders/{orders['retrying']}?store={STORE_HASH}"))
-    assert re.search(r"Next attempt</dt><dd><time datetime=\"[^\"]+Z\" title=\"[^\"]+ UTC\" data-relative>in ", retrying)
+    assert re.search(r"Next attempt</dt><dd><time datetime=\"[^\"]+Z\" title=\"[^\"]+ UTC\" data-relative=\"any\">in ", retrying)
     assert "HTTP 503" in retrying
 
 
@@ -219,6 +219,7 @@ def test_relative_times_read_in_the_viewers_terms():
     assert relative(iso, now + 86400 * 2) == "2 days ago"
     assert relative(iso, now - 600) == "in 10 min"
     assert relative(None, now) == "never"
+    assert relative(iso, now - 5, past=True) == "just now"  # a clock a little ahead
 
 
 def test_the_chart_scales_to_a_round_top_and_says_what_it_shows():
