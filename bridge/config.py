@@ -147,6 +147,19 @@ class ServerSchema(_Section):
     frame_ancestors = _origins(wildcard=True)
     metrics_token = _secret(GENERATE, load_default=None)
 
+    @validates_schema
+    def sign_in_is_safe(self, data, **kwargs):
+        errors = {}
+        for key in ("session_secret", "admin_token"):
+            if data.get(key) and len(data[key]) < MIN_SECRET_LENGTH:
+                errors[key] = [f"Must be at least {MIN_SECRET_LENGTH} characters (a long random string); {GENERATE}"]
+        if data.get("admin_token") and not data.get("session_secret"):
+            errors.setdefault("session_secret", []).append(
+                f"Required when server.admin_token is set (it signs the sign-in session); {GENERATE}"
+            )
+        if errors:
+            raise ValidationError(errors)
+
     @post_load
     def make(self, data, **kwargs):
         if data["public_url"]:

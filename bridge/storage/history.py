@@ -256,3 +256,58 @@ def _delivery(row: dict) -> dict:
     if row["state"] == outbox.DRY_RUN:
         shown["would_have_sent"] = row["payload"]  # dry run made visible: the exact JSON body, as text
     return shown
+
+
+# The facts behind ``GET /metrics``, per store.
+
+
+def store_hashes(db: Database) -> list[str]:
+    """Every store the database has heard of: events, deliveries, decisions or pauses."""
+    found = db.execute(
+        """
+        SELECT store_hash FROM events UNION SELECT store_hash FROM deliveries
+        UNION SELECT store_hash FROM orders UNION SELECT store_hash FROM pauses ORDER BY 1
+        """
+    ).fetchall()
+    return [row[0] for row in found]
+
+
+def queues_by_store(db: Database, *, now: float) -> dict[str, dict]:
+    """Per store: events and deliveries waiting, dead ones, and the age of the oldest waiting delivery.
+
+    Summed over the stores these are the figures of ``/healthz``; a store with nothing queued is absent.
+    """
+    facts: dict[str, dict] = {}
+
+    def store(store_hash: str) -> dict:
+        return facts.setdefault(
+            store_hash, {"events": 0, "deliveries": 0, "dead_events": 0, "dead_deliveries": 0, "oldest_pending_delivery_age_seconds": None}
+        )
+
+    waiting = (PENDING, WORKING)
+    for store_hash, open_count, dead_count in db.execute(
+        "SELECT store_hash, sum(state IN (?, ?)), sum(state = ?) FROM events GROUP BY store_hash", [*waiting, DEAD]
+    ):
+        store(store_hash).update(events=open_count, dead_events=dead_count)
+    for store_hash, open_count, dead_count, oldest in db.execute(
+        "SELECT store_hash, sum(state IN (?, ?)), sum(state = ?), min(CASE WHEN state IN (?, ?) THEN created_at END) "
+        "FROM deliveries GROUP BY store_hash",
+        [*waiting, DEAD, *waiting],
+    ):
+        store(store_hash).update(
+            deliveries=open_count,
+            dead_deliveries=dead_count,
+            oldest_pending_delivery_age_seconds=max(0.0, now - oldest) if oldest is not None else None,
+        )
+    return facts
+
+
+def delivery_latencies(db: Database, *, since: float) -> dict[str, list[float]]:
+    """Per store: seconds from queueing to Refersion's acceptance, of each delivery done since ``since``."""
+    latencies: dict[str, list[float]] = {}
+    for store_hash, seconds in db.execute(
+        "SELECT store_hash, done_at - created_at FROM deliveries WHERE state = ? AND done_at >= ? ORDER BY store_hash, id",
+        [outbox.DONE, since],
+    ):
+        latencies.setdefault(store_hash, []).append(max(0.0, seconds))
+    return latencies

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, make_response, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import BadRequest
 
-from bridge.config import GENERATE, MIN_SECRET_LENGTH, ConfigError, Settings
+from bridge.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -209,27 +209,11 @@ class FailureLimiter:
             del self._failures[next(iter(self._failures))]
 
 
-def settings_problems(settings: Settings) -> list[str]:
-    """What stops sign-in from being safe with these settings, one line per key."""
-    server = settings.server
-    problems = []
-    if server.admin_token and not server.session_secret:
-        problems.append(f"server.session_secret is required when server.admin_token is set (it signs the sign-in session); {GENERATE}")
-    for key in ("session_secret", "admin_token"):
-        value = getattr(server, key)
-        if value and len(value) < MIN_SECRET_LENGTH:
-            problems.append(f"server.{key}: Must be at least {MIN_SECRET_LENGTH} characters (a long random string); {GENERATE}")
-    return problems
-
-
 def init_app(app: Flask, settings: Settings) -> None:
     """Install sessions, the sign-in pages, the CSRF check and the security headers.
 
-    :raise ConfigError: when the settings would make sign-in unsafe.
+    The settings were checked when loaded: an admin token always comes with a session secret.
     """
-    problems = settings_problems(settings)
-    if problems:
-        raise ConfigError("\n".join(f"config error: {line}" for line in problems))
     app.config.update(
         SECRET_KEY=settings.server.session_secret,
         SESSION_COOKIE_NAME=SESSION_COOKIE,

@@ -388,7 +388,7 @@ def test_without_an_admin_token_the_login_page_points_to_the_control_panel(make_
 def test_an_admin_token_without_a_session_secret_stops_start_up(make_settings):
     with pytest.raises(ConfigError) as raised:
         create_app(make_settings(server_admin_token=ADMIN_TOKEN))
-    assert "server.session_secret is required when server.admin_token is set" in str(raised.value)
+    assert "config error: server.session_secret: Required when server.admin_token is set" in str(raised.value)
     assert ADMIN_TOKEN not in str(raised.value)
 
 
