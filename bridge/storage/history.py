@@ -222,7 +222,8 @@ def order_story(db: Database, *, store_hash: str, order_id: int) -> dict | None:
         "store_hash": store_hash,
         "order_id": order_id,
         "decision": order["decision"],
-        "reasons": order["reasons"] if order["decision"] in (SKIPPED, WAITING) and order["verdict"] else [order["reason"]],
+        # The decision's own reasons when the decision says it all; else what its report is doing.
+        "reasons": order["reasons"] if order["verdict"] and order["delivery_state"] in (None, outbox.SKIPPED) else [order["reason"]],
         "decisions": [
             {"at": iso(row["at"]), "decision": _VERDICT_WORDS.get(row["verdict"], row["verdict"]), "reasons": _reasons(row["reasons"])}
             for row in history

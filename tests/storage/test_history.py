@@ -126,3 +126,11 @@ def test_status_puts_it_together_in_the_spec_shape(db, pipeline):
     (store,) = status["stores"]
     assert set(store) == {"store_hash", "mode", "bigcommerce", "hooks", "refersion", "last_webhook_at"}
     assert set(status["recent"][0]) == {"store_hash", "order_id", "decision", "reason_code", "reason", "refersion_status", "at"}
+
+
+def test_a_report_waiting_for_its_retry_says_so_rather_than_repeating_why_it_was_eligible(db, pipeline):
+    story = history.order_story(db, store_hash=STORE_HASH, order_id=pipeline["retrying"])
+    assert story["decision"] == "retrying"
+    assert [reason["code"] for reason in story["reasons"]] == ["delivery_retrying"]
+    skipped = history.order_story(db, store_hash=STORE_HASH, order_id=pipeline["free"])
+    assert [reason["code"] for reason in skipped["reasons"]] == ["free_order"]
