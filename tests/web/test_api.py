@@ -95,3 +95,22 @@ def test_wrong_methods_are_a_clear_405(api, method, path):
     response = api.open(path, method=method, headers=BEARER)
     assert response.status_code == 405
     assert response.is_json
+
+
+def test_a_store_owner_never_sees_another_stores_orders_whatever_store_says(make_settings, orders):
+    """Store-scoped sessions come with app installs; the rule is enforced already."""
+    from bridge.web.auth import Viewer, start_session
+
+    app = create_app(make_settings(server_admin_token=ADMIN_TOKEN, server_session_secret=SESSION_SECRET))
+
+    @app.get("/test-only/sign-in-as-other-store")
+    def sign_in_as_other_store():
+        start_session(Viewer(is_admin=False, stores=frozenset({"otherstore"})))
+        return "signed in"
+
+    owner = app.test_client()
+    assert owner.get("/test-only/sign-in-as-other-store").status_code == 200
+    assert owner.get(f"/api/orders/{orders['reported']}?store={STORE_HASH}").status_code == 404
+    assert owner.get(f"/api/orders/{orders['reported']}").status_code == 404
+    status = owner.get("/api/status").get_json()
+    assert status["stores"] == [] and status["recent"] == [] and status["counts"]["received"] == 0
