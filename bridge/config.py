@@ -150,7 +150,7 @@ class ServerSchema(_Section):
     @validates_schema
     def sign_in_is_safe(self, data, **kwargs):
         errors = {}
-        for key in ("session_secret", "admin_token"):
+        for key in ("session_secret", "admin_token", "metrics_token"):
             if data.get(key) and len(data[key]) < MIN_SECRET_LENGTH:
                 errors[key] = [f"Must be at least {MIN_SECRET_LENGTH} characters (a long random string); {GENERATE}"]
         if data.get("admin_token") and not data.get("session_secret"):

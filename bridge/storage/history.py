@@ -27,6 +27,8 @@ from bridge.storage.queue import DEAD, PENDING, WORKING
 REPORTED, SKIPPED, WAITING, RETRYING, PAUSED, DRY_RUN = "reported", "skipped", "waiting", "retrying", "paused", "dry_run"
 DECISIONS = (REPORTED, SKIPPED, WAITING, RETRYING, DEAD, PAUSED, DRY_RUN)
 _VERDICT_WORDS = {"report": REPORTED, "wait": WAITING, "skip": SKIPPED}
+# A decision in the history is what the rules said then: "eligible" is not yet "reported".
+HISTORY_WORDS = {"report": "eligible", "wait": WAITING, "skip": SKIPPED}
 
 # One row per order heard of: its newest event, the decision in force and its paid report.
 _ORDERS_SQL = """
@@ -36,7 +38,7 @@ WITH heard AS (
            min(CASE WHEN state = 'ignored' THEN outcome END) AS ignored_outcome,
            min(CASE WHEN state = 'ignored' THEN note END) AS ignored_note,
            max(CASE WHEN state = 'dead' THEN last_error END) AS event_error
-    FROM events WHERE order_id IS NOT NULL {store_filter}
+    FROM events WHERE order_id IS NOT NULL AND scope != 'store/cart/converted' {store_filter}
     GROUP BY store_hash, order_id
 )
 SELECT heard.*, o.verdict, o.reasons, o.evaluated_at, o.cart_id_source, o.note AS cart_note,
@@ -99,13 +101,16 @@ def _summary(row: dict) -> dict:
     return {"decision": decision, "reason": reason, "reasons": reasons or [reason], "at": at}
 
 
-def _orders(db: Database, stores: Iterable[str] | None) -> list[dict]:
+def _orders(db: Database, stores: Iterable[str] | None, order_id: int | None = None) -> list[dict]:
     params: list = []
     store_filter = ""
     if stores is not None:
         stores = sorted(stores)
         store_filter = f"AND store_hash IN ({', '.join('?' for _ in stores)})"
         params = list(stores)
+    if order_id is not None:
+        store_filter += " AND order_id = ?"
+        params.append(order_id)
     found = rows(db.execute(_ORDERS_SQL.format(store_filter=store_filter), params))
     return [{**row, **_summary(row)} for row in found]
 
@@ -203,15 +208,14 @@ def status(db: Database, stores: list[tuple[str, str]], *, visible: Iterable[str
 
 def stores_with_order(db: Database, order_id: int, *, visible: Iterable[str] | None = None) -> list[str]:
     """The stores that sent events for this order, among those the viewer may see."""
-    found = [
-        row["store_hash"] for row in rows(db.execute("SELECT DISTINCT store_hash FROM events WHERE order_id = ? ORDER BY 1", [order_id]))
-    ]
+    query = "SELECT DISTINCT store_hash FROM events WHERE order_id = ? AND scope != 'store/cart/converted' ORDER BY 1"
+    found = [row["store_hash"] for row in rows(db.execute(query, [order_id]))]
     return [store for store in found if visible is None or store in set(visible)]
 
 
 def order_story(db: Database, *, store_hash: str, order_id: int) -> dict | None:
     """``GET /api/orders/<id>``: one order's whole story, or None when the bridge never heard of it."""
-    found = [row for row in _orders(db, [store_hash]) if row["order_id"] == order_id]
+    found = _orders(db, [store_hash], order_id)
     if not found:
         return None
     order = found[0]
@@ -225,7 +229,7 @@ def order_story(db: Database, *, store_hash: str, order_id: int) -> dict | None:
         # The decision's own reasons when the decision says it all; else what its report is doing.
         "reasons": order["reasons"] if order["verdict"] and order["delivery_state"] in (None, outbox.SKIPPED) else [order["reason"]],
         "decisions": [
-            {"at": iso(row["at"]), "decision": _VERDICT_WORDS.get(row["verdict"], row["verdict"]), "reasons": _reasons(row["reasons"])}
+            {"at": iso(row["at"]), "decision": HISTORY_WORDS.get(row["verdict"], row["verdict"]), "reasons": _reasons(row["reasons"])}
             for row in history
         ],
         "events": [

@@ -313,6 +313,25 @@ def _bearer_viewer(token: str) -> Viewer | None:
     return None
 
 
+def check_token(presented: str | None, accepted: list[str]) -> tuple[bool, int]:
+    """Compare a presented bearer token with the accepted ones under the sign-in rate limit.
+
+    Returns (matched, seconds to wait): an address that failed too often is refused
+    without a comparison, and a wrong token counts as one more failure.
+    """
+    client = _client()
+    wait = _limiter().retry_after(client)
+    if wait:
+        return False, wait
+    if presented is None:
+        return False, 0
+    if any([same_secret(presented, token) for token in accepted]):  # every one compared: no timing hint
+        return True, 0
+    _limiter().fail(client)
+    log.warning("Wrong bearer token from %s", client)
+    return False, 0
+
+
 def _admin_key(admin_token: str) -> str:
     """Ties an admin session to the admin token, so changing the token signs everyone out."""
     return hmac.new(current_app.secret_key.encode(), b"admin:" + admin_token.encode(), hashlib.sha256).hexdigest()[:32]

@@ -7,7 +7,6 @@ would tell a different story in each. Bearer ``server.admin_token`` or ``server.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import sqlite3
 import time
@@ -22,6 +21,7 @@ from sqlite_utils import Database
 from bridge.storage import history
 from bridge.storage.health import health_snapshot
 from bridge.storage.stores import BIGCOMMERCE, REFERSION
+from bridge.web.auth import check_token
 from bridge.web.database import get_db
 
 log = logging.getLogger(__name__)
@@ -122,22 +122,16 @@ def _presented_token() -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def _authorized(presented: str | None, accepted: list[str]) -> bool:
-    if presented is None:
-        return False
-    given = presented.encode()
-    # Compare with every accepted token, so the time taken says nothing about which one matched.
-    matches = [hmac.compare_digest(given, token.encode()) for token in accepted]
-    return any(matches)
-
-
 @bp.get("/metrics")
 def metrics() -> tuple[Response, int]:
     settings = current_app.config["BRIDGE_SETTINGS"].server
     accepted = [token for token in (settings.admin_token, settings.metrics_token) if token]
     if not accepted:
         return _error("Metrics are off until server.metrics_token or server.admin_token is set.", 404)
-    if not _authorized(_presented_token(), accepted):
+    matched, wait = check_token(_presented_token(), accepted)
+    if wait:
+        return _error(f"Too many failed attempts from your address; retry in {wait} seconds.", 429, **{"Retry-After": str(wait)})
+    if not matched:
         return _error("Send Authorization: Bearer <server.metrics_token or server.admin_token>.", 401, **{"WWW-Authenticate": "Bearer"})
     try:
         db = get_db()

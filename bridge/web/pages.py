@@ -37,7 +37,7 @@ DECISION_WORDS = {
     "dry_run": "Dry run",
 }
 COUNT_WORDS = {"received": "Received", **DECISION_WORDS}
-HISTORY_WORDS = {"reported": "Eligible: report it", "skipped": "Skip", "waiting": "Wait"}  # verdicts, not outcomes
+HISTORY_WORDS = {"eligible": "Eligible: report it", "skipped": "Skip", "waiting": "Wait"}  # verdicts, not outcomes
 RETRYABLE = frozenset({"dead", "paused"})
 REASON_WORDS = {
     "free_order": "Free order",
@@ -215,7 +215,10 @@ def replay(order_id: str):
     back = _load(ReplayForm(), request.form)["back"]
     db = get_db()
     requeued, resumed = 0, 0
-    for store_hash in _stores_for(number, store):
+    stores = _stores_for(number, store)
+    if len(stores) > 1:  # the button always names its store; a hand-made form may not
+        abort(400, description=f"Order #{number} exists in several stores ({', '.join(stores)}): name one with ?store=.")
+    for store_hash in stores:
         with immediate(db):
             done = replays.replay(db, now=time.time(), store_hash=store_hash, order_id=number)
         requeued += len(done["deliveries"]) + len(done["events"])

@@ -149,6 +149,9 @@ def _drive(browser, tmp_path, parent_origin, bridge_url, ids, worker, clock):
     context = browser.new_context(ignore_https_errors=True, viewport={"width": 1360, "height": 1528})
     page = context.new_page()
     page.set_default_timeout(8_000)
+    # A style or script the CSP blocks shows only as a console message: collect them all.
+    console = []
+    page.on("console", lambda message: console.append(message.text))
     page.goto(f"{parent_origin}/")
     frame = page.frame_locator("#bridge")
 
@@ -206,4 +209,5 @@ def _drive(browser, tmp_path, parent_origin, bridge_url, ids, worker, clock):
     assert wide == []
     assert bridge_frame.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     assert bridge_frame.evaluate("(() => { const s = document.querySelector('.table-scroll'); return s.scrollWidth > s.clientWidth; })()")
+    assert [text for text in console if "Content Security Policy" in text] == []
     context.close()

@@ -75,7 +75,7 @@ def test_an_orders_story_holds_its_events_decisions_and_deliveries(db, pipeline)
     story = history.order_story(db, store_hash=STORE_HASH, order_id=pipeline["dead"])
     assert (story["decision"], story["reasons"][0]["code"]) == ("dead", "delivery_failed")
     assert [event["scope"] for event in story["events"]] == ["store/order/statusUpdated"]
-    assert [d["decision"] for d in story["decisions"]] == ["reported"]
+    assert [d["decision"] for d in story["decisions"]] == ["eligible"]  # what the rules said then; the delivery died
     (delivery,) = story["deliveries"]
     assert (delivery["kind"], delivery["state"], delivery["attempts"], delivery["last_status"]) == ("paid", "dead", 1, 400)
     assert delivery["last_answer"] == '{"error": "Missing required field: items"}'
@@ -134,3 +134,11 @@ def test_a_report_waiting_for_its_retry_says_so_rather_than_repeating_why_it_was
     assert [reason["code"] for reason in story["reasons"]] == ["delivery_retrying"]
     skipped = history.order_story(db, store_hash=STORE_HASH, order_id=pipeline["free"])
     assert [reason["code"] for reason in skipped["reasons"]] == ["free_order"]
+
+
+def test_a_cart_link_alone_is_not_an_order_heard_of(client, db):
+    from tests.conftest import envelope
+
+    post_webhook(client, envelope("store/cart/converted", {"type": "cart", "id": "c-777", "orderId": 777001}))
+    assert history.counts(db)[0]["received"] == 0
+    assert history.stores_with_order(db, 777001) == []

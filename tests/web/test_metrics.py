@@ -205,3 +205,12 @@ def test_no_token_reaches_a_response_or_the_log(metrics_client, pipeline, caplog
     for secret in (METRICS_TOKEN, ADMIN_TOKEN, METRICS_TOKEN[:-1]):
         assert all(secret not in body for body in bodies)
         assert secret not in caplog.text
+
+
+def test_guessing_tokens_at_metrics_is_rate_limited_like_sign_in(metrics_client):
+    client = metrics_client
+    answers = [client.get("/metrics", headers={"Authorization": f"Bearer wrong-guess-{n:04d}-abcdefgh"}).status_code for n in range(7)]
+    assert answers[:5] == [401] * 5
+    assert answers[5:] == [429, 429]
+    refused = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
