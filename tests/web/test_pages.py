@@ -232,3 +232,29 @@ def test_the_chart_scales_to_a_round_top_and_says_what_it_shows():
     assert chart.nice_ceiling(0) == 1 and chart.nice_ceiling(3) == 5 and chart.nice_ceiling(11) == 20
     empty = chart.chart([{"day": "2026-11-01", "reported": 0, "skipped": 0}])
     assert empty["summary"] == "Last 1 days: 0 orders reported and 0 skipped."
+
+
+def test_a_store_owner_sees_nothing_of_another_store_on_the_pages(settings, orders, db):
+    """Store-scoped sessions come with app installs; the pages enforce the rule already."""
+    from bridge.web.app import create_app
+    from bridge.web.auth import Viewer, start_session
+
+    app = create_app(settings)
+
+    @app.get("/test-only/sign-in-as-other-store")
+    def sign_in_as_other_store():
+        start_session(Viewer(is_admin=False, stores=frozenset({"otherstore"})))
+        return "signed in"
+
+    owner = app.test_client()
+    owner.get("/test-only/sign-in-as-other-store")
+    page = owner.get("/")
+    assert page.status_code == 200
+    for order_id in orders.values():
+        assert f"#{order_id}" not in text(page)
+    assert owner.get(f"/orders/{orders['dead']}").status_code == 404
+    assert owner.get(f"/orders/{orders['dead']}?store={STORE_HASH}").status_code == 404
+    token = csrf(text(page))
+    retry = owner.post(f"/orders/{orders['dead']}/replay?store={STORE_HASH}", data={"csrf_token": token, "back": "status"})
+    assert retry.status_code == 404
+    assert next(db.query("SELECT state FROM deliveries WHERE order_id = ?", [orders["dead"]]))["state"] == "dead"
