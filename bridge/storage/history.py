@@ -129,16 +129,24 @@ def _recent(row: dict) -> dict:
 
 def list_orders(db: Database, *, stores: Iterable[str] | None = None, decision: str | None = None, limit: int = 50) -> list[dict]:
     """The most recently changed orders (newest first), optionally of one decision."""
-    found = [row for row in _orders(db, stores) if decision is None or row["decision"] == decision]
+    return _newest(_orders(db, stores), decision, limit)
+
+
+def _newest(orders: list[dict], decision: str | None, limit: int) -> list[dict]:
+    found = [row for row in orders if decision is None or row["decision"] == decision]
     found.sort(key=lambda row: (row["at"], row["order_id"]), reverse=True)
     return [_recent(row) for row in found[:limit]]
 
 
 def counts(db: Database, *, stores: Iterable[str] | None = None) -> tuple[dict, dict]:
     """Orders by decision (each counted once, under its current one) and skipped orders by reason."""
+    return _tally(_orders(db, stores))
+
+
+def _tally(orders: list[dict]) -> tuple[dict, dict]:
     by_decision = dict.fromkeys(("received", *DECISIONS), 0)
     by_reason: dict[str, int] = {}
-    for row in _orders(db, stores):
+    for row in orders:
         by_decision["received"] += 1
         by_decision[row["decision"]] += 1
         if row["decision"] == SKIPPED:
@@ -197,12 +205,13 @@ def status(db: Database, stores: list[tuple[str, str]], *, visible: Iterable[str
     """
     visible = None if visible is None else set(visible)
     shown = [(store_hash, mode) for store_hash, mode in stores if visible is None or store_hash in visible]
-    by_decision, by_reason = counts(db, stores=visible)
+    orders = _orders(db, visible)  # one pass over the orders for the counts and the recent list
+    by_decision, by_reason = _tally(orders)
     return {
         "stores": [{"store_hash": store_hash, "mode": mode, **store_health(db, store_hash)} for store_hash, mode in shown],
         "counts": by_decision,
         "skipped_by_reason": by_reason,
-        "recent": list_orders(db, stores=visible, limit=recent),
+        "recent": _newest(orders, None, recent),
     }
 
 
