@@ -62,15 +62,20 @@ def default_url(settings: Settings) -> str:
 
 
 def _error_of(response: requests.Response) -> str:
-    """The bridge's JSON ``error``, else the start of whatever else came back."""
+    """The bridge's JSON ``error``; else what the answer was, in a few words."""
     try:
         found = response.json()
     except ValueError:
         found = None
     if isinstance(found, dict) and isinstance(found.get("error"), str):
         return found["error"]
+    if response.status_code == 404:
+        return "nothing at that path (the bridge takes webhooks at /webhooks/bigcommerce)"
+    kind = response.headers.get("Content-Type", "").split(";")[0].strip()
+    if kind == "text/html":
+        return f"an HTML page of {len(response.content)} bytes, not the bridge's answer"
     text = " ".join(response.text.split())
-    return text[:200] + ("…" if len(text) > 200 else "") if text else "(empty body)"
+    return (text[:200] + ("…" if len(text) > 200 else "")) if text else "(empty body)"
 
 
 @click.command(name="send-test-webhook")

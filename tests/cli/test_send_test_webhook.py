@@ -142,7 +142,7 @@ def test_the_bridges_own_error_is_shown(run, bridge):
     result = run("send-test-webhook", "101", "--url", bridge.url.replace("/webhooks/bigcommerce", "/nowhere"))
     assert result.exit_code == 1
     assert last_line(result).startswith("Sent store/order/statusUpdated for order #101 to http://127.0.0.1:")
-    assert ": 404, refused: " in last_line(result)
+    assert last_line(result).endswith(": 404, refused: nothing at that path (the bridge takes webhooks at /webhooks/bigcommerce)")
 
 
 def test_nothing_listening_names_the_command_to_start_it(run):
@@ -210,3 +210,13 @@ def test_follow_without_a_worker_times_out_and_says_how_to_look_later(run, bridg
     result = run("send-test-webhook", "101", "--url", bridge.url, "--follow", prog_name="refersion-bridge")
     assert result.exit_code == 1
     assert last_line(result) == ("No decision after 1 s: is the worker running? Look later with `refersion-bridge orders why 101`.")
+
+
+def test_a_refusal_shows_the_bridges_json_error(run, bridge, db):
+    too_big = str(2**63)  # more than SQLite's INTEGER holds: the bridge answers 400
+    result = run("send-test-webhook", too_big, "--url", bridge.url)
+    assert result.exit_code == 1
+    assert last_line(result).startswith(
+        f"Sent store/order/statusUpdated for order #{too_big} to {bridge.url}: 400, refused: The body is not a BigCommerce webhook: data.id"
+    )
+    assert events(db) == []
