@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 
 import click
 
@@ -14,6 +16,19 @@ log = logging.getLogger("bridge")
 
 host_option = click.option("--host", default=None, help="Interface to listen on [default: server.host].")
 port_option = click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port to listen on [default: server.port].")
+
+
+def command_name() -> str:
+    """The name the user invoked the command by (``bridge``, ``refersion-bridge``, ``python -m bridge``).
+
+    Every message that tells the user a command to run goes through this: on many Linux
+    hosts ``bridge`` is iproute2's tool, and such a user typed ``refersion-bridge``.
+    """
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().info_name:
+        return ctx.find_root().info_name
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return "python -m bridge" if name in ("", "__main__.py", "-m", "-c") else name
 
 
 def _use_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -30,7 +45,7 @@ def accept_config(command: click.Command) -> None:
                 type=click.Path(dir_okay=False),
                 expose_value=False,
                 callback=_use_config,
-                help="TOML configuration file [overrides `bridge --config` and BRIDGE_CONFIG].",
+                help="TOML configuration file [overrides --config before the command name, and BRIDGE_CONFIG].",
             )
         )
     for subcommand in getattr(command, "commands", {}).values():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from bridge.cli import orders, run
-from bridge.cli.common import BridgeGroup
+from bridge.cli import orders, run, send_webhook
+from bridge.cli.common import BridgeGroup, command_name
 
 
 @click.group(cls=BridgeGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,9 +22,10 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = config_path
 
 
-for command in (run.serve, run.web, run.worker, orders.orders, orders.replay):
+for command in (run.serve, run.web, run.worker, orders.orders, orders.replay, send_webhook.send_test_webhook):
     cli.add_command(command)
 
 
 def main() -> None:
-    cli(prog_name="bridge")
+    """The ``bridge`` and ``refersion-bridge`` console scripts: named as the user typed them."""
+    cli(prog_name=command_name())

@@ -32,24 +32,9 @@ def _pick_store(ctx: click.Context, db, order_id: int, store: str | None) -> str
     return stores[0]
 
 
-@click.group()
-def orders() -> None:
-    """What happened to orders, and why."""
-
-
-@orders.command()
-@click.argument("order_id", type=click.IntRange(1))
-@click.option("--store", help="Store hash, when the order id exists in several stores.")
-@click.pass_context
-def why(ctx: click.Context, order_id: int, store: str | None) -> None:
-    """Tell an order's whole story: why it was (not) reported."""
-    db = _open(ctx)
-    try:
-        store_hash = _pick_store(ctx, db, order_id, store)
-        story = history.order_story(db, store_hash=store_hash, order_id=order_id)
-    finally:
-        db.close()
-    click.echo(f"Order #{order_id} of store {store_hash}: {story['decision'].upper().replace('_', ' ')}")
+def print_story(story: dict) -> None:
+    """Print one order's story (``history.order_story``) as plain lines: decision, reasons, events, deliveries."""
+    click.echo(f"Order #{story['order_id']} of store {story['store_hash']}: {story['decision'].upper().replace('_', ' ')}")
     for reason in story["reasons"]:
         click.echo(f"  {reason['text']} [{reason['code']}]")
     if story["note"]:
@@ -72,6 +57,26 @@ def why(ctx: click.Context, order_id: int, store: str | None) -> None:
             click.echo(f"  Next attempt at {delivery['next_attempt_at']}")
         if "would_have_sent" in delivery:
             click.echo(f"  Dry run: would have sent {delivery['would_have_sent']}")
+
+
+@click.group()
+def orders() -> None:
+    """What happened to orders, and why."""
+
+
+@orders.command()
+@click.argument("order_id", type=click.IntRange(1))
+@click.option("--store", help="Store hash, when the order id exists in several stores.")
+@click.pass_context
+def why(ctx: click.Context, order_id: int, store: str | None) -> None:
+    """Tell an order's whole story: why it was (not) reported."""
+    db = _open(ctx)
+    try:
+        store_hash = _pick_store(ctx, db, order_id, store)
+        story = history.order_story(db, store_hash=store_hash, order_id=order_id)
+    finally:
+        db.close()
+    print_story(story)
 
 
 @orders.command(name="list")

@@ -25,7 +25,7 @@ def test_every_command_has_help(command):
 
 
 def test_the_commands_of_this_version():
-    assert sorted(cli.commands) == ["orders", "replay", "serve", "web", "worker"]
+    assert sorted(cli.commands) == ["orders", "replay", "send-test-webhook", "serve", "web", "worker"]
 
 
 def run_bridge(args, env):
@@ -122,7 +122,8 @@ def _bad_port_config(tmp_path, name):
     return str(config)
 
 
-FULL_COMMAND = {"orders": ["orders", "list"], "replay": ["replay", "--dead"]}  # groups and commands that need more words
+# Groups and commands that need more words.
+FULL_COMMAND = {"orders": ["orders", "list"], "replay": ["replay", "--dead"], "send-test-webhook": ["send-test-webhook", "1"]}
 
 
 @pytest.mark.parametrize("command", sorted(cli.commands))
