@@ -103,7 +103,7 @@ class LocalServer:
         if self._server is not None:
             return self
         self._server = make_server(HOST, port, self, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name=type(self).__name__, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=type(self).__name__, daemon=True)
         self._thread.start()
         return self
 
