@@ -138,7 +138,7 @@ class SandboxRefersion(LocalServer):
         if not missing and not isinstance(body["items"], list):
             missing = "items"
         if not missing:
-            missing = next((f"items.sku" for item in body["items"] if not isinstance(item, dict) or not item.get("sku")), None)  # noqa: F541
+            missing = next(("items.sku" for item in body["items"] if not isinstance(item, dict) or not item.get("sku")), None)
         if missing:
             return json_response({"error": f"Missing required field {missing}"}, 400)
         with self._lock:
