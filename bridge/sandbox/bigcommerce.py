@@ -23,27 +23,11 @@ from urllib.parse import urlsplit
 import requests
 from werkzeug import Request, Response
 
+from bridge.core.rules import STATUS_NAMES  # BigCommerce's system status names
 from bridge.sandbox._server import LocalServer, empty_response, json_response, read_json
 
 ERRORS_DOC = "https://developer.bigcommerce.com/api-docs/getting-started/api-status-codes"
 
-STATUS_NAMES = {
-    0: "Incomplete",
-    1: "Pending",
-    2: "Shipped",
-    3: "Partially Shipped",
-    4: "Refunded",
-    5: "Cancelled",
-    6: "Declined",
-    7: "Awaiting Payment",
-    8: "Awaiting Pickup",
-    9: "Awaiting Shipment",
-    10: "Completed",
-    11: "Awaiting Fulfillment",
-    12: "Manual Verification Required",
-    13: "Disputed",
-    14: "Partially Refunded",
-}
 PAYMENT_FOR_STATUS = {
     0: "",
     1: "pending",

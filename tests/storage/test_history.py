@@ -9,27 +9,13 @@ import pytest
 from bridge.storage import history
 from tests.conftest import STORE_HASH, post_webhook, status_updated
 from tests.fakes import load_fixture
+from tests.web.status_data import today
 
 
 @pytest.fixture
 def pipeline(client, worker, bigcommerce, refersion, db):
     """Orders that end in every decision but paused and dry run; returns their ids by decision."""
-    ids = {
-        "reported": bigcommerce.add(load_fixture("manual_discount")),
-        "free": bigcommerce.add(load_fixture("odd_cents"), total_inc_tax="0.0000"),
-        "pending": bigcommerce.add(load_fixture("guest_without_name"), status_id=1, payment_status="pending"),
-        "retrying": bigcommerce.add(load_fixture("multi_currency")),
-        "dead": bigcommerce.add(load_fixture("ipv6_only_customer")),
-    }
-    for name in ("reported", "free", "pending"):
-        post_webhook(client, status_updated(ids[name], 11))
-        worker.run_until_idle()
-    refersion.answer_next(503)
-    post_webhook(client, status_updated(ids["retrying"], 11))
-    worker.run_until_idle()
-    refersion.answer_next(400, body='{"error": "Missing required field: items"}')
-    post_webhook(client, status_updated(ids["dead"], 11))
-    worker.run_until_idle()
+    ids = today(client, worker, bigcommerce, refersion)
     post_webhook(client, status_updated(999_001, 11, store_hash="otherstore"))  # a store the bridge does not serve
     worker.run_until_idle()
     return ids
