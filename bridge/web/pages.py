@@ -7,13 +7,13 @@ the signed-in viewer's stores.
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import UTC, datetime
 
 from flask import Blueprint, abort, current_app, flash, g, redirect, render_template, request, url_for
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
+from bridge.schemas import STORE_HASH, Lenient, OrderId
 from bridge.storage import history, replays
 from bridge.storage.db import immediate
 from bridge.web import chart
@@ -22,10 +22,6 @@ from bridge.web.database import get_db
 
 bp = Blueprint("pages", __name__)
 
-MAX_ORDER_ID = 2**63 - 1
-_DIGITS = re.compile(r"[0-9]{1,19}")
-STORE_HASH = validate.Regexp(r"\A[A-Za-z0-9]{1,64}\Z", error="A store hash is letters and digits only (at most 64).")
-ORDER_ID_ERROR = "An order number is digits only, from 1 to 9223372036854775807, as in 1042."
 
 DECISION_WORDS = {
     "reported": "Reported",
@@ -55,21 +51,7 @@ REASON_WORDS = {
 }
 
 
-class OrderId(fields.Field):
-    """An order number: ASCII digits only, 1..2^63-1 (SQLite's integer range)."""
-
-    def _deserialize(self, value, attr, data, **kwargs) -> int:
-        if not isinstance(value, str) or not _DIGITS.fullmatch(value) or not 1 <= int(value) <= MAX_ORDER_ID:
-            raise ValidationError(ORDER_ID_ERROR)
-        return int(value)
-
-
-class _Query(Schema):
-    class Meta:
-        unknown = EXCLUDE  # links may carry tracking parameters; only known ones are read, strictly
-
-
-class StoreQuery(_Query):
+class StoreQuery(Lenient):  # links may carry tracking parameters; only known ones are read, strictly
     store = fields.String(load_default=None, validate=STORE_HASH)
 
 
@@ -87,7 +69,7 @@ class SearchQuery(StoreQuery):
         return data
 
 
-class ReplayForm(_Query):
+class ReplayForm(Lenient):
     back = fields.String(load_default="status", validate=validate.OneOf(["status", "order"]))
 
 

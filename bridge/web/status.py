@@ -6,11 +6,12 @@ re-queueing). A viewer sees only the stores they may see; the admin token sees a
 
 from __future__ import annotations
 
-import re
 import time
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
+from marshmallow import ValidationError
 
+from bridge.schemas import OrderQuery
 from bridge.storage import history
 from bridge.storage.db import immediate
 from bridge.storage.replays import replay as replay_work
@@ -18,9 +19,6 @@ from bridge.web.auth import require_viewer
 from bridge.web.database import get_db
 
 bp = Blueprint("status_api", __name__)
-
-MAX_ORDER_ID = 2**63 - 1
-STORE_HASH = re.compile(r"[A-Za-z0-9]{1,64}")
 
 
 class BadRequest(Exception):
@@ -31,19 +29,13 @@ def _error(status: int, message: str) -> tuple[Response, int]:
     return jsonify(error=message), status
 
 
-def parse_order_id(text: str) -> int:
-    """An order id from a URL: digits only, 1 to 2^63-1."""
-    if not (text.isascii() and text.isdigit()) or len(text) > 19 or not 1 <= int(text) <= MAX_ORDER_ID:
-        raise BadRequest(f"'{text[:40]}' is not an order id: use the order number, digits only.")
-    return int(text)
-
-
-def parse_store(text: str | None) -> str | None:
-    if text is None:
-        return None
-    if not STORE_HASH.fullmatch(text):
-        raise BadRequest("?store= must be a store hash: letters and digits, as in stores/abc123.")
-    return text
+def parse_order(order_id: str) -> tuple[int, str | None]:
+    """The order id of the path and the ``?store=`` of the query, checked."""
+    try:
+        found = OrderQuery().load({"order": order_id, **({"store": request.args["store"]} if "store" in request.args else {})})
+    except ValidationError as error:
+        raise BadRequest(" ".join(" ".join(messages) for messages in error.messages.values())) from None
+    return found["order"], found["store"]
 
 
 def find_order_store(order_id: int, store: str | None) -> str | None:
@@ -75,8 +67,8 @@ def status() -> Response:
 @bp.get("/api/orders/<order_id>")
 @require_viewer(json=True)
 def order(order_id: str) -> tuple[Response, int] | Response:
-    number = parse_order_id(order_id)
-    store_hash = find_order_store(number, parse_store(request.args.get("store")))
+    number, store = parse_order(order_id)
+    store_hash = find_order_store(number, store)
     story = history.order_story(get_db(), store_hash=store_hash, order_id=number) if store_hash else None
     if story is None:
         return _error(404, f"The bridge never heard of order #{number}: no webhook for it has arrived.")
@@ -86,8 +78,8 @@ def order(order_id: str) -> tuple[Response, int] | Response:
 @bp.post("/api/orders/<order_id>/replay")
 @require_viewer(json=True)
 def replay(order_id: str) -> tuple[Response, int]:
-    number = parse_order_id(order_id)
-    store_hash = find_order_store(number, parse_store(request.args.get("store")))
+    number, store = parse_order(order_id)
+    store_hash = find_order_store(number, store)
     if store_hash is None:
         return _error(404, f"The bridge never heard of order #{number}: no webhook for it has arrived.")
     db = get_db()

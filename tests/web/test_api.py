@@ -69,7 +69,7 @@ def test_an_orders_story_has_the_spec_shape(api, orders):
 def test_a_malformed_order_id_is_a_400_naming_the_problem(api, order_id):
     response = api.get(f"/api/orders/{order_id}", headers=BEARER)
     assert response.status_code == 400
-    assert "order id" in response.get_json()["error"]
+    assert "order number is digits only" in response.get_json()["error"]
 
 
 def test_an_order_never_heard_of_is_a_404_and_a_bad_store_a_400(api, orders):
