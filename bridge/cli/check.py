@@ -27,9 +27,9 @@ ORDERS_SCOPE = "store_v2_orders_read_only"
 INFORMATION_SCOPE = "store_v2_information_read_only"
 REFERSION_KEYS = "copy them again from Refersion › Account › Settings › Refersion API"
 FIX_HOOK = {
-    wanted.MISSING: "missing",
-    wanted.INACTIVE: "inactive (BigCommerce deactivated it)",
-    wanted.WRONG_DESTINATION: "sends elsewhere",
+    wanted.MISSING: "is missing",
+    wanted.INACTIVE: "is inactive (BigCommerce deactivated it)",
+    wanted.WRONG_DESTINATION: "sends to {destination}",
     wanted.WRONG_HEADER: "sends a wrong X-Bridge-Token header",
 }
 
@@ -156,9 +156,10 @@ def _check_bigcommerce(settings: Settings, store: Store, destination: str | None
         for state in states:
             if state.ok:
                 continue
-            what = " and ".join(FIX_HOOK[problem] for problem in state.problems)
+            sent_to = (state.hook or {}).get("destination")
+            what = " and ".join(FIX_HOOK[problem].format(destination=sent_to) for problem in state.problems)
             hook = f" (hook {state.hook.get('id')})" if state.hook else ""
-            found.problems.append(f"{prefix}The {state.scope} hook{hook} is {what}: {fix}.")
+            found.problems.append(f"{prefix}The {state.scope} hook{hook} {what}: {fix}.")
         if all(state.ok for state in states):
             found.hook_facts.append(f"{len(states)} hooks active")
         return found

@@ -123,7 +123,12 @@ def _bad_port_config(tmp_path, name):
 
 
 # Groups and commands that need more words.
-FULL_COMMAND = {"hooks": ["hooks", "list"], "orders": ["orders", "list"], "replay": ["replay", "--dead"], "send-test-webhook": ["send-test-webhook", "1"]}
+FULL_COMMAND = {
+    "hooks": ["hooks", "list"],
+    "orders": ["orders", "list"],
+    "replay": ["replay", "--dead"],
+    "send-test-webhook": ["send-test-webhook", "1"],
+}
 
 
 @pytest.mark.parametrize("command", sorted(cli.commands))
