@@ -19,7 +19,9 @@ exceptions. It is wrapped where it falls short (see README, "BigCommerce API use
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 from decimal import Decimal
 
 import requests
@@ -34,16 +36,35 @@ from bridge.schemas import Lenient
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 250  # the V2 maximum: one call for all but the largest orders
+HOOKS_PAGE_SIZE = 250
 
 
 class BigCommerceError(Exception):
     """A BigCommerce call that did not succeed. Never carries credentials."""
 
-    def __init__(self, message: str, *, status: int | None = None, failure: Failure | None = None, retry_after: float | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        failure: Failure | None = None,
+        retry_after: float | None = None,
+        detail: str = "",
+    ):
         super().__init__(message)
         self.status = status
         self.failure = failure
         self.retry_after = retry_after
+        # What the answer said (its title, or the connection's innermost error), in one line.
+        self.detail = detail
+
+    @property
+    def missing_scope(self) -> str | None:
+        """The OAuth scope a 403 names, when BigCommerce's answer names one."""
+        if self.status != 403:
+            return None
+        found = re.search(r"\b(store_[a-z0-9_]+)\b", self.detail)
+        return found.group(1) if found else None
 
 
 # --- Schemas: raw BigCommerce JSON in, plain values out ------------------------------
@@ -209,6 +230,42 @@ def _reset_seconds(headers) -> float | None:
         return None
 
 
+def _detail(content: bytes | str | None) -> str:
+    """The ``title`` of BigCommerce's JSON error (and a scope it names), else the body, short."""
+    if isinstance(content, bytes):
+        content = content.decode("utf-8", "replace")
+    try:
+        found = json.loads(content or "")
+    except ValueError:
+        found = None
+    if isinstance(found, list) and found and isinstance(found[0], dict):
+        found = found[0]  # V2 errors: [{"status": 403, "message": "..."}]
+    if isinstance(found, dict):
+        title = found.get("title") or found.get("message") or ""
+        scope = found.get("missing_scope")
+        if isinstance(title, str) and title:
+            if isinstance(scope, str) and scope and scope not in title:
+                title = f"{title}: {scope}"
+            return _short(title)
+    return _short(content)
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause of a requests error, in one line ("[Errno 111] Connection refused")."""
+    seen: set[int] = set()
+    innermost = error
+    todo: list = [error]
+    while todo:
+        found = todo.pop()
+        if not isinstance(found, BaseException) or id(found) in seen:
+            continue
+        seen.add(id(found))
+        innermost = found
+        todo.extend([found.__cause__, found.__context__, getattr(found, "reason", None), *found.args])
+    text = " ".join(str(innermost).split()) or type(innermost).__name__
+    return _short(text, 200)
+
+
 def _short(content: bytes | str | None, limit: int = 300) -> str:
     if isinstance(content, bytes):
         content = content.decode("utf-8", "replace")
@@ -232,31 +289,65 @@ class BigCommerceClient:
         self._v2 = _Connection(
             api_url=api_url, store_hash=store_hash, access_token=access_token, client_id=client_id, timeout=timeout, version="v2"
         )
+        self._v3 = _Connection(
+            api_url=api_url, store_hash=store_hash, access_token=access_token, client_id=client_id, timeout=timeout, version="v3"
+        )
         self.calls = 0
 
-    def _get(self, resource: str, **query):
-        """One GET; returns parsed JSON, or None for 204."""
+    def _call(self, connection: _Connection, method: str, resource: str, *, body: dict | None = None, **query):
+        """One request through the package's connection; returns parsed JSON, or None for 204."""
         self.calls += 1
         try:
-            result = self._v2.get(resource, **query)
+            if method == "GET":
+                result = connection.get(resource, **query)
+            elif method == "POST":
+                result = connection.create(resource, body)
+            elif method == "PUT":
+                result = connection.put(resource, body)
+            elif method == "DELETE":
+                result = connection.delete(resource)
+            else:
+                raise ValueError(f"unsupported method {method}")
         except bc_exception.RateLimitingException as error:
             raise BigCommerceError(
-                f"BigCommerce rate limit reached on {resource}", status=429, retry_after=_reset_seconds(error.response.headers)
+                f"BigCommerce rate limit reached on {resource}",
+                status=429,
+                retry_after=_reset_seconds(error.response.headers),
+                detail=_detail(error.content),
             ) from None
         except bc_exception.HttpException as error:
             raise BigCommerceError(
                 f"BigCommerce answered {error.status_code} to {resource}: {_short(error.content)}",
                 status=error.status_code,
+                detail=_detail(error.content),
             ) from None
         except requests.Timeout:
-            raise BigCommerceError(f"BigCommerce did not answer {resource} in time", failure=Failure.TIMEOUT) from None
+            raise BigCommerceError(
+                f"BigCommerce did not answer {resource} in time",
+                failure=Failure.TIMEOUT,
+                detail=f"no answer within {connection.timeout:g} s",
+            ) from None
         except requests.RequestException as error:
             raise BigCommerceError(
-                f"Could not reach BigCommerce for {resource}: {type(error).__name__}", failure=Failure.CONNECTION
+                f"Could not reach BigCommerce for {resource}: {type(error).__name__}", failure=Failure.CONNECTION, detail=_reason(error)
             ) from None
-        if self._v2._last_response is not None and self._v2._last_response.status_code == 204:
+        if connection._last_response is not None and connection._last_response.status_code == 204:
             return None
         return result
+
+    def _get(self, resource: str, **query):
+        """One V2 GET; returns parsed JSON, or None for 204."""
+        return self._call(self._v2, "GET", resource, **query)
+
+    def _v3_data(self, method: str, resource: str, what: str, *, body: dict | None = None, **query):
+        """One V3 request; returns the envelope's ``data`` and ``meta``."""
+        found = self._call(self._v3, method, resource, body=body, **query)
+        if found is None:
+            return None, {}
+        if not isinstance(found, dict) or "data" not in found:
+            raise BigCommerceError(f"BigCommerce sent {what} without its data", failure=Failure.BAD_RESPONSE)
+        meta = found.get("meta") if isinstance(found.get("meta"), dict) else {}
+        return found["data"], meta
 
     def _load(self, schema: Schema, data, what: str, many: bool = False):
         try:
@@ -284,6 +375,53 @@ class BigCommerceClient:
 
     def close(self) -> None:
         self._v2._session.close()
+        self._v3._session.close()
+
+    # --- Store information and access (``bridge check``) ---------------------------------
+
+    def store_info(self) -> dict:
+        """``GET /v2/store``: the store's name, domain and settings (scope Information & Settings)."""
+        data = self._get("store")
+        if not isinstance(data, dict) or not data:
+            raise BigCommerceError("BigCommerce sent an empty answer for the store's information", failure=Failure.BAD_RESPONSE)
+        return data
+
+    def probe_orders(self) -> None:
+        """``GET /v2/orders?limit=1``: raises unless the token may read orders."""
+        self._get("orders", limit=1)
+
+    # --- Webhooks (V3 ``/hooks``) ----------------------------------------------------------
+
+    def list_hooks(self) -> list[dict]:
+        """Every hook of this API account on the store (other accounts' hooks are not visible)."""
+        hooks: list[dict] = []
+        page = 1
+        while True:
+            data, meta = self._v3_data("GET", "hooks", "the list of webhooks", page=page, limit=HOOKS_PAGE_SIZE)
+            if not data:
+                break
+            if not isinstance(data, list):
+                raise BigCommerceError("BigCommerce sent a list of webhooks that is not a list", failure=Failure.BAD_RESPONSE)
+            hooks.extend(hook for hook in data if isinstance(hook, dict))
+            pagination = meta.get("pagination") if isinstance(meta.get("pagination"), dict) else {}
+            total_pages = pagination.get("total_pages")
+            if not isinstance(total_pages, int) or page >= total_pages:
+                break
+            page += 1
+        return hooks
+
+    def create_hook(self, *, scope: str, destination: str, headers: dict[str, str], is_active: bool = True) -> dict:
+        body = {"scope": scope, "destination": destination, "is_active": is_active, "headers": headers}
+        data, _ = self._v3_data("POST", "hooks", "the new webhook", body=body)
+        return data if isinstance(data, dict) else {}
+
+    def update_hook(self, hook_id: int, **changes) -> dict:
+        """``PUT /v3/hooks/{id}`` with ``scope``, ``destination``, ``is_active`` or ``headers``."""
+        data, _ = self._v3_data("PUT", f"hooks/{int(hook_id)}", f"webhook {hook_id}", body=changes)
+        return data if isinstance(data, dict) else {}
+
+    def delete_hook(self, hook_id: int) -> None:
+        self._v3_data("DELETE", f"hooks/{int(hook_id)}", f"webhook {hook_id}")
 
     def fetch_order(self, order_id: int) -> dict | None:
         """The order's current state, or None when BigCommerce has no such order."""

@@ -41,8 +41,9 @@ class Reply:
 class RefersionClient:
     """Talks to Refersion with one store's API key pair."""
 
-    def __init__(self, *, orders_url: str, public_key: str, secret_key: str, timeout: float = 20.0):
+    def __init__(self, *, orders_url: str, public_key: str, secret_key: str, timeout: float = 20.0, api_url: str | None = None):
         self.orders_url = orders_url
+        self.api_url = api_url.rstrip("/") if api_url else None
         self._secret_key = secret_key
         self._timeout = timeout
         self._session = requests.Session()
@@ -63,6 +64,22 @@ class RefersionClient:
         """POST one paid order (already JSON) and report what happened."""
         try:
             response = self._session.post(self.orders_url, data=body.encode("utf-8"), timeout=self._timeout, allow_redirects=False)
+        except requests.Timeout:
+            return Reply(None, failure=Failure.TIMEOUT)
+        except requests.RequestException as error:
+            return Reply(None, body=type(error).__name__, failure=Failure.CONNECTION)
+        text = self._scrub(response.text)[:RESPONSE_KEEP]
+        return Reply(response.status_code, body=text, retry_after=response.headers.get("Retry-After"))
+
+    def list_affiliates(self, limit: int = 1) -> Reply:
+        """``POST {api_url}/affiliate/list``: reads, changes nothing; a probe of the key pair (200 works, 401 refused)."""
+        if not self.api_url:
+            raise ValueError("list_affiliates needs the REST API's api_url")
+        body = dumps({"limit": limit, "page": 1})
+        try:
+            response = self._session.post(
+                f"{self.api_url}/affiliate/list", data=body.encode("utf-8"), timeout=self._timeout, allow_redirects=False
+            )
         except requests.Timeout:
             return Reply(None, failure=Failure.TIMEOUT)
         except requests.RequestException as error:

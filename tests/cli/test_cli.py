@@ -25,7 +25,7 @@ def test_every_command_has_help(command):
 
 
 def test_the_commands_of_this_version():
-    assert sorted(cli.commands) == ["orders", "replay", "send-test-webhook", "serve", "web", "worker"]
+    assert sorted(cli.commands) == ["check", "hooks", "orders", "replay", "send-test-webhook", "serve", "web", "worker"]
 
 
 def run_bridge(args, env):
@@ -123,7 +123,12 @@ def _bad_port_config(tmp_path, name):
 
 
 # Groups and commands that need more words.
-FULL_COMMAND = {"orders": ["orders", "list"], "replay": ["replay", "--dead"], "send-test-webhook": ["send-test-webhook", "1"]}
+FULL_COMMAND = {
+    "hooks": ["hooks", "list"],
+    "orders": ["orders", "list"],
+    "replay": ["replay", "--dead"],
+    "send-test-webhook": ["send-test-webhook", "1"],
+}
 
 
 @pytest.mark.parametrize("command", sorted(cli.commands))
