@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bridge.cli import orders, run, send_webhook
+from bridge.cli import demo, orders, run, send_webhook
 from bridge.cli.common import BridgeGroup, command_name
 
 
@@ -22,7 +22,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = config_path
 
 
-for command in (run.serve, run.web, run.worker, orders.orders, orders.replay, send_webhook.send_test_webhook):
+for command in (run.serve, run.web, run.worker, orders.orders, orders.replay, send_webhook.send_test_webhook, demo.demo):
     cli.add_command(command)
 
 
