@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 
 import click
 from click.core import ParameterSource
@@ -34,13 +33,16 @@ def demo(ctx: click.Context, port: int) -> None:
         ctx.exit(2)
     require_free_port(ctx, scenario.HOST, port)
 
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     running = scenario.Demo(port)
+    signal.signal(signal.SIGTERM, lambda signum, frame: running.stop_event.set())
+    signal.signal(signal.SIGINT, lambda signum, frame: running.stop_event.set())
     # Warnings only (the Refersion failures the demo stages are among them), never a secret.
     configure_logging(level=logging.WARNING)
-    running.start()
+    try:
+        running.start()
+    except OSError as error:  # the port was taken after the check above
+        click.echo(f"cannot start the demo on {scenario.HOST}:{port}: {error.strerror or error}", err=True)
+        ctx.exit(2)
     try:
         configure_logging([*running.settings.secrets(), running.login_code, running.sandbox.refersion.public_key], level=logging.WARNING)
         click.echo(
@@ -58,7 +60,7 @@ def demo(ctx: click.Context, port: int) -> None:
         click.echo(f"  {name} {config} orders why {scenario.CANCELLED}")
         click.echo("")
         click.echo("Press Ctrl-C to stop.")
-        while not stop.wait(0.5):
+        while not running.stop_event.wait(0.5):
             pass
         click.echo("Stopping the demo.")
     finally:
