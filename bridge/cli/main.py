@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bridge.cli import check, hooks, orders, run, send_webhook
+from bridge.cli import check, demo, hooks, orders, run, send_webhook
 from bridge.cli.common import BridgeGroup, command_name
 
 
@@ -22,7 +22,17 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = config_path
 
 
-for command in (run.serve, run.web, run.worker, orders.orders, orders.replay, send_webhook.send_test_webhook, check.check, hooks.hooks):
+for command in (
+    demo.demo,
+    run.serve,
+    run.web,
+    run.worker,
+    check.check,
+    hooks.hooks,
+    send_webhook.send_test_webhook,
+    orders.orders,
+    orders.replay,
+):
     cli.add_command(command)
 
 

@@ -40,6 +40,9 @@ MAX_NEXT_LENGTH = 2048
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSRF_EXEMPT_PREFIXES = ("/webhooks/",)  # authenticated by their own secrets
 CSRF_MESSAGE = "missing or expired form token; reload the page"
+# The app config key where ``bridge demo`` puts the one-time sign-in codes it printed (a set).
+# Only code that builds the app in its own process can fill it: no setting or variable does.
+ONE_TIME_CODES = "BRIDGE_ONE_TIME_CODES"
 CONTROL_PANEL_ORIGINS = ("https://*.bigcommerce.com", "https://*.mybigcommerce.com")
 CSP_BASE = "default-src 'self'; style-src 'self'; img-src 'self' data:; script-src 'self'; form-action 'self'; base-uri 'none'"
 
@@ -278,6 +281,39 @@ def login():
     start_session(ADMIN)
     log.info("Admin signed in from %s", client)
     return redirect(target, 303)
+
+
+@bp.get("/login/once/<code>")
+def login_once(code: str):
+    """Sign the admin in with a one-time code from :data:`ONE_TIME_CODES`, then go to the status page.
+
+    Each code works once; a used, unknown or missing code is refused (and counts as a failed
+    sign-in). Without codes in the app's config (every app but ``bridge demo``'s) nothing signs in here.
+    """
+    client, limiter = _client(), _limiter()
+    wait = limiter.retry_after(client)
+    if wait:
+        message = f"Too many failed sign-ins from your address. Try again in {wait} seconds."
+        response = make_response(render_template("error.html", status=429, title="Too many attempts", message=message), 429)
+        response.headers["Retry-After"] = str(wait)
+        return response
+    codes = current_app.config.get(ONE_TIME_CODES) or set()
+    with _ONE_TIME_LOCK:
+        # Every code compared: no timing hint about which one nearly matched.
+        matched = [known for known in list(codes) if same_secret(code, known)]
+        for known in matched:
+            codes.discard(known)
+    if not matched or not _server().admin_token:
+        limiter.fail(client)
+        log.warning("Refused a one-time sign-in link from %s: used already or not valid", client)
+        message = "This sign-in link was used already or is not valid: each link signs in once."
+        return render_template("error.html", status=403, title="Link used", message=message), 403
+    start_session(ADMIN)
+    log.info("Admin signed in from %s with a one-time link", client)
+    return redirect("/", 303)
+
+
+_ONE_TIME_LOCK = threading.Lock()
 
 
 @bp.post("/logout")

@@ -442,3 +442,40 @@ def test_no_secret_in_any_response_or_log_line(app, client, caplog):
     seen = caplog.text + "".join(f"{response.headers}{response.get_data(as_text=True)}" for response in answers)
     for secret in (ADMIN_TOKEN, ADMIN_TOKEN[:-1], SESSION_SECRET):
         assert secret not in seen
+
+
+# --- One-time sign-in links (bridge demo) ----------------------------------------------------------
+
+ONE_TIME_CODE = "once-4f9a1c7e2b8d6a3f5e0c"
+
+
+def test_a_one_time_link_signs_the_admin_in_once(app, client):
+    app.config[auth.ONE_TIME_CODES] = {ONE_TIME_CODE}
+    response = client.get(f"/login/once/{ONE_TIME_CODE}")
+    assert response.status_code == 303 and response.headers["Location"] == "/"
+    assert client.get("/api/test-private").get_json() == {"viewer": {"is_admin": True, "all_stores": True}}
+
+    again = app.test_client().get(f"/login/once/{ONE_TIME_CODE}")  # another browser, the same link
+    assert again.status_code == 403
+    assert "used already or is not valid" in again.get_data(as_text=True)
+    assert client.get(f"/login/once/{ONE_TIME_CODE}").status_code == 403  # nor twice in one browser
+    assert app.config[auth.ONE_TIME_CODES] == set()
+
+
+def test_without_one_time_codes_the_link_signs_nobody_in(app, client):
+    """Only ``bridge demo`` puts codes in the app's config: no setting or variable can."""
+    for code in (ONE_TIME_CODE, "x"):
+        response = client.get(f"/login/once/{code}")
+        assert response.status_code == 403
+        assert "bridge_session" not in response.headers.get("Set-Cookie", "")
+    assert client.get("/api/test-private").status_code == 401
+
+
+def test_wrong_one_time_codes_count_as_failed_sign_ins(app, client, clock):
+    app.extensions["bridge_login_limiter"].clock = clock
+    app.config[auth.ONE_TIME_CODES] = {ONE_TIME_CODE}
+    for _ in range(auth.MAX_FAILURES):
+        assert client.get("/login/once/guess").status_code == 403
+    refused = client.get(f"/login/once/{ONE_TIME_CODE}")
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "60"
+    assert app.config[auth.ONE_TIME_CODES] == {ONE_TIME_CODE}  # not spent by a refused attempt
