@@ -1,16 +1,14 @@
-"""Shared fixtures: settings on a temporary database, the fakes on real local servers,
+"""Shared fixtures: settings on a temporary database, the sandbox servers (once per session),
 the Flask test client, a worker on a controllable clock, and a webhook builder."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 import signal
 import time
 
 import pytest
-from pytest_httpserver import HTTPServer
 
 from bridge.config import Settings, load_settings
 from bridge.storage import outbox
@@ -27,32 +25,34 @@ REFERSION_SECRET = "sec_test_9f8e7d6c5b4a"
 T0 = 1_790_000_000.0  # a fixed "now" for clock-driven tests
 
 
-def _local_server():
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
-    server.start()
+@pytest.fixture(scope="session")
+def bc_server() -> FakeBigCommerce:
+    """The sandbox's BigCommerce, started once for the session."""
+    server = FakeBigCommerce(STORE_HASH, BC_TOKEN).start()
     yield server
     server.stop()
 
 
-bc_server = pytest.fixture(scope="session", name="bc_server")(_local_server)
-refersion_server = pytest.fixture(scope="session", name="refersion_server")(_local_server)
-
-
-def _serve(server, fake, **match):
-    server.clear()
-    server.expect_request(re.compile(".*"), **match).respond_with_handler(fake.handler)
-    yield fake
-    server.clear()
+@pytest.fixture(scope="session")
+def refersion_server() -> FakeRefersion:
+    """The sandbox's Refersion, started once for the session."""
+    server = FakeRefersion(REFERSION_PUBLIC, REFERSION_SECRET).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
 def bigcommerce(bc_server) -> FakeBigCommerce:
-    yield from _serve(bc_server, FakeBigCommerce(STORE_HASH, BC_TOKEN))
+    bc_server.reset()
+    yield bc_server
+    bc_server.reset()
 
 
 @pytest.fixture
 def refersion(refersion_server) -> FakeRefersion:
-    yield from _serve(refersion_server, FakeRefersion(REFERSION_PUBLIC, REFERSION_SECRET), method="POST")
+    refersion_server.reset()
+    yield refersion_server
+    refersion_server.reset()
 
 
 def base_environ(db_path, bc_url: str, refersion_url: str) -> dict[str, str]:
@@ -72,7 +72,7 @@ def base_environ(db_path, bc_url: str, refersion_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def environ(tmp_path, bc_server, refersion_server) -> dict[str, str]:
-    return base_environ(tmp_path / "bridge.sqlite3", bc_server.url_for("").rstrip("/"), refersion_server.url_for("/tracker/orders/paid"))
+    return base_environ(tmp_path / "bridge.sqlite3", bc_server.url, refersion_server.orders_url)
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +60,9 @@ class Recorded:
 class Injection:
     """A canned answer served instead of the normal one, ``times`` times, to matching requests.
 
-    ``status`` None means "answer normally, only after ``delay``" (slowness).
+    ``status`` None means "answer normally, only after ``delay``" (slowness). ``respond``
+    (a function of the werkzeug request returning a Response) answers instead of the canned
+    status and body; ``match`` (a predicate on the request) narrows which requests it takes.
     """
 
     status: int | None
@@ -69,13 +72,17 @@ class Injection:
     times: int = 1
     method: str | None = None
     path: str | None = None  # a regex searched in the request path
+    respond: Callable[[Request], Response] | None = None
+    match: Callable[[Request], bool] | None = None
 
     def matches(self, request: Request) -> bool:
         if self.times <= 0:
             return False
         if self.method and request.method.upper() != self.method.upper():
             return False
-        return not (self.path and not re.search(self.path, request.path))
+        if self.path and not re.search(self.path, request.path):
+            return False
+        return self.match is None or bool(self.match(request))
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -90,6 +97,7 @@ class LocalServer:
 
     def __init__(self, *, latency: float = 0.0):
         self.latency = latency  # seconds slept before every answer
+        self._initial_latency = latency
         self.requests: list[Recorded] = []
         self.injections: list[Injection] = []
         self._lock = threading.RLock()
@@ -164,6 +172,24 @@ class LocalServer:
             self.injections.append(injection)
         return injection
 
+    def respond_next(
+        self,
+        respond: Callable[[Request], Response],
+        *,
+        times: int = 1,
+        match: Callable[[Request], bool] | None = None,
+        delay: float = 0.0,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> Injection:
+        """Answer the next ``times`` matching requests with ``respond(request)`` (a werkzeug
+        Response), for answers no status and body can describe: a hang, a wrong content type, a
+        change to the store while the request is in flight. ``match`` is a predicate on the request."""
+        injection = Injection(None, delay=delay, times=times, method=method, path=path, respond=respond, match=match)
+        with self._lock:
+            self.injections.append(injection)
+        return injection
+
     def clear_failures(self) -> None:
         with self._lock:
             self.injections.clear()
@@ -185,6 +211,13 @@ class LocalServer:
     def reset_records(self) -> None:
         with self._lock:
             self.requests.clear()
+
+    def reset(self) -> None:
+        """Back to the state it was created in (data, records, failures, latency), still serving."""
+        with self._lock:
+            self.requests.clear()
+            self.injections.clear()
+            self.latency = self._initial_latency
 
     # --- WSGI ---------------------------------------------------------------------------
 
@@ -214,8 +247,9 @@ class LocalServer:
         if injection is not None and injection.status is not None:
             response = Response(injection.body, status=injection.status, headers=injection.headers, content_type="application/json")
         else:
+            answer = injection.respond if injection is not None and injection.respond is not None else self.dispatch
             try:
-                response = self.dispatch(request)
+                response = answer(request)
             except Exception as error:  # a sandbox bug must show as a 500, not a dropped connection
                 response = json_response({"status": 500, "title": f"Sandbox error: {type(error).__name__}"}, 500)
         recorded.status = response.status_code

@@ -57,6 +57,7 @@ ORDER_SCOPES = (
 DEFAULT_WINDOW_MS = 30_000
 DISPLAY_QUOTA = 150  # what the headers show when no quota is enforced (Standard plan, 150 per 30 s)
 MAX_HOOKS_PER_SCOPE = 10
+MAX_PAGE_SIZE = 250  # V2's largest ``limit``
 _AUTO = object()
 
 
@@ -148,8 +149,23 @@ class SandboxBigCommerce(LocalServer):
         self._next_hook_id = 1
         self._next_line_id = 1000
         self._next_coupon_id = 1
+        self.max_page_size = MAX_PAGE_SIZE  # items per page at most, whatever the limit asked
+        self._initial_store = (store_hash, access_token, scopes, quota, window_ms)
         if store_hash is not None:
             self.add_store(store_hash, access_token, scopes=scopes, quota=quota, window_ms=window_ms)
+
+    def reset(self) -> None:
+        """Back to the store it was created with, without orders, hooks, records or failures."""
+        store_hash, access_token, scopes, quota, window_ms = self._initial_store
+        with self._lock:
+            super().reset()
+            self.stores.clear()
+            self.deliveries.clear()
+            self._codes.clear()
+            self._next_hook_id, self._next_line_id, self._next_coupon_id = 1, 1000, 1
+            self.max_page_size = MAX_PAGE_SIZE
+            if store_hash is not None:
+                self.add_store(store_hash, access_token, scopes=scopes, quota=quota, window_ms=window_ms)
 
     # --- Stores and tokens -------------------------------------------------------------------
 
@@ -677,7 +693,7 @@ class SandboxBigCommerce(LocalServer):
     def _orders(self, request: Request, store: Store, rest: list[str]) -> Response:
         try:
             page = max(1, int(request.args.get("page", 1)))
-            limit = max(1, min(250, int(request.args.get("limit", 50))))
+            limit = max(1, min(self.max_page_size, int(request.args.get("limit", 50))))
         except ValueError:
             return _error(400, "The page and limit parameters must be whole numbers.")
         if not rest:

@@ -39,6 +39,10 @@ class SandboxRefersion(LocalServer):
         super().__init__(latency=latency)
         self.public_key = public_key
         self.secret_key = secret_key
+        self._initial_keys = (public_key, secret_key)
+        self._seed()
+
+    def _seed(self) -> None:
         self.received: list[Received] = []  # accepted paid orders
         self.cancellations: list[Received] = []  # accepted conversion/cancel calls
         self.affiliates: list[dict] = [
@@ -47,6 +51,13 @@ class SandboxRefersion(LocalServer):
             _affiliate(1003, "AFF1003", "Katherine", "Johnson"),
         ]
         self._next_conversion = 11_900_000
+
+    def reset(self) -> None:
+        """Back to its first key pair and seeded affiliates, with nothing received, recorded or injected."""
+        with self._lock:
+            super().reset()
+            self.public_key, self.secret_key = self._initial_keys
+            self._seed()
 
     @property
     def orders_url(self) -> str:

@@ -1,4 +1,4 @@
-"""The BigCommerce client against a fake V2 API on a real local server."""
+"""The BigCommerce client against the sandbox's V2 API on a real local server."""
 
 import socket
 import time
@@ -17,7 +17,7 @@ from tests.fakes import Scripted, load_fixture
 def make_client(bc_server):
     def make(**kwargs):
         options = {
-            "api_url": bc_server.url_for("").rstrip("/"),
+            "api_url": bc_server.url,
             "store_hash": STORE_HASH,
             "access_token": BC_TOKEN,
             "timeout": 2.0,
@@ -39,7 +39,7 @@ def test_fetch_order_reads_the_configured_base_url_and_parses_money_as_decimal(c
     assert isinstance(order["shipping_cost_ex_tax"], Decimal)
     assert order["payment_status"] == "captured"
     assert order["billing_address"]["email"] == "ada@example.com"
-    assert bigcommerce.requests == [("GET", f"/stores/{STORE_HASH}/v2/orders/{order_id}")]
+    assert [(r.method, r.path) for r in bigcommerce.requests] == [("GET", f"/stores/{STORE_HASH}/v2/orders/{order_id}")]
     assert client.calls == 1
 
 

@@ -1,5 +1,6 @@
 """The sandbox as the outside world: ``environ`` (and so ``settings``, ``app``, ``make_worker``)
-points the bridge at a fresh ``Sandbox`` instead of the pytest-httpserver fakes."""
+points the bridge at a fresh ``Sandbox`` of its own instead of the session-wide servers
+of tests/conftest.py."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 import requests
+from werkzeug import Response
 
 from bridge.clients.bigcommerce import BigCommerceClient, BigCommerceError, OrderSchema
 from bridge.clients.refersion import RefersionClient
@@ -300,6 +301,43 @@ def test_refersion_failures_and_slowness(sandbox):
     assert client.post_paid_order(json.dumps(PAID)).status == 200
     statuses = [r.status for r in refersion.calls("/tracker/orders/paid")]
     assert statuses[:3] == [503, 400, 401] and statuses[-1] == 200 and len(statuses) == 5
+
+
+def test_respond_next_answers_matching_requests_with_a_function(sandbox):
+    bc = sandbox.bigcommerce
+    bc.add_order(101)
+    bc.add_order(102)
+    seen = []
+
+    def maintenance(request):
+        seen.append(request.path)
+        return Response("<html>maintenance</html>", 200, content_type="text/html")
+
+    bc.respond_next(maintenance, times=2, match=lambda r: r.path.endswith("/orders/102"))
+    assert api(sandbox, "GET", "v2/orders/101").json()["id"] == 101  # not matched: answered normally
+    assert [api(sandbox, "GET", "v2/orders/102").text for _ in range(3)][:2] == ["<html>maintenance</html>"] * 2
+    assert api(sandbox, "GET", "v2/orders/102").json()["id"] == 102  # used up
+    assert seen == [f"/stores/{STORE_HASH}/v2/orders/102"] * 2
+
+
+def test_reset_goes_back_to_the_state_it_was_created_in(sandbox):
+    bc, refersion = sandbox.bigcommerce, sandbox.refersion
+    bc.add_order(101, lines=[{"sku": f"S{n}", "qty": 1, "price": "1.00"} for n in range(5)])
+    bc.max_page_size = 2
+    assert len(api(sandbox, "GET", "v2/orders/101/products", params={"limit": 50}).json()) == 2
+    bc.add_token(STORE_HASH, "another-token-0000")
+    bc.fail_next(500, times=5)
+    refersion.secret_key = "sec_rotated"
+    refersion.fail_next(503, times=5)
+    bc.reset()
+    refersion.reset()
+    assert (bc.requests, bc.injections, refersion.requests, refersion.injections) == ([], [], [], [])
+    assert api(sandbox, "GET", "v2/orders/101").status_code == 404
+    assert api(sandbox, "GET", "v2/orders", token="another-token-0000").status_code == 401
+    bc.add_order(101, lines=[{"sku": f"S{n}", "qty": 1, "price": "1.00"} for n in range(5)])
+    assert len(api(sandbox, "GET", "v2/orders/101/products", params={"limit": 50}).json()) == 5
+    assert refersion_client(sandbox).post_paid_order(json.dumps(PAID)).status == 200
+    assert refersion.order_ids == ["101"]
 
 
 def test_refersion_rest_cancel_and_affiliate_list(sandbox):

@@ -28,7 +28,7 @@ def slow_order(bigcommerce, order_id, release: threading.Event):
 
 
 def order_reads(bigcommerce, order_id) -> int:
-    return sum(1 for _, path in bigcommerce.requests if path.endswith(f"/orders/{order_id}"))
+    return sum(1 for r in bigcommerce.requests if r.path.endswith(f"/orders/{order_id}"))
 
 
 def event(db):

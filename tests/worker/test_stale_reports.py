@@ -135,7 +135,7 @@ def test_a_first_send_right_after_evaluation_does_not_read_the_order_again(clien
     post_webhook(client, status_updated(order_id, 11))
     worker.run_until_idle()
     assert refersion.order_ids == [str(order_id)]
-    assert [path for _, path in bigcommerce.requests].count(f"/stores/abc123/v2/orders/{order_id}") == 1
+    assert [r.path for r in bigcommerce.requests].count(f"/stores/abc123/v2/orders/{order_id}") == 1
 
 
 def test_a_dropped_report_is_sent_when_the_order_becomes_eligible_again(client, worker, bigcommerce, refersion, db, clock):
