@@ -13,6 +13,7 @@ import requests
 
 from bridge.cli.common import command_name, load_settings_or_exit
 from bridge.cli.orders import print_story
+from bridge.clients.errors import causes, reason
 from bridge.config import Settings
 from bridge.storage import db as database
 from bridge.storage import history
@@ -138,10 +139,10 @@ def send_test_webhook(
         click.echo(f"{url} did not answer within {TIMEOUT:.0f} s.", err=True)
         ctx.exit(1)
     except requests.RequestException as error:
-        if any(isinstance(cause, ConnectionRefusedError) for cause in _causes(error)):
+        if any(isinstance(cause, ConnectionRefusedError) for cause in causes(error)):
             click.echo(f"Nothing listens at {url}; start it with `{command_name()} serve`.", err=True)
         else:
-            click.echo(f"Could not send to {url}: {_reason(error)}", err=True)
+            click.echo(f"Could not send to {url}: {reason(error)}", err=True)
         ctx.exit(1)
     if response.status_code == 401:
         click.echo(f"{sent}: 401, the bridge refused the token: webhooks.secret differs from the running bridge's.", err=True)
@@ -152,25 +153,6 @@ def send_test_webhook(
     click.echo(f"{sent}: {response.status_code}, stored.")
     if follow:
         _follow(ctx, settings, store_hash, order_id)
-
-
-def _causes(error: BaseException):
-    """The error and everything behind it: requests wraps urllib3's errors, which wrap the socket's."""
-    seen: set[int] = set()
-    todo: list = [error]
-    while todo:
-        found = todo.pop()
-        if not isinstance(found, BaseException) or id(found) in seen:
-            continue
-        seen.add(id(found))
-        yield found
-        todo.extend([found.__cause__, found.__context__, getattr(found, "reason", None), *found.args])
-
-
-def _reason(error: BaseException) -> str:
-    """The innermost cause of a requests error, in one line."""
-    innermost = list(_causes(error))[-1]
-    return " ".join(str(innermost).split()) or type(innermost).__name__
 
 
 def _follow(ctx: click.Context, settings: Settings, store_hash: str, order_id: int) -> None:

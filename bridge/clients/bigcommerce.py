@@ -29,6 +29,7 @@ from bigcommerce import exception as bc_exception
 from bigcommerce.connection import Connection, OAuthConnection
 from marshmallow import Schema, ValidationError, fields, post_load, pre_load
 
+from bridge.clients.errors import reason
 from bridge.core.payload import text
 from bridge.core.retry import Failure, parse_http_date
 from bridge.schemas import Lenient
@@ -250,22 +251,6 @@ def _detail(content: bytes | str | None) -> str:
     return _short(content)
 
 
-def _reason(error: BaseException) -> str:
-    """The innermost cause of a requests error, in one line ("[Errno 111] Connection refused")."""
-    seen: set[int] = set()
-    innermost = error
-    todo: list = [error]
-    while todo:
-        found = todo.pop()
-        if not isinstance(found, BaseException) or id(found) in seen:
-            continue
-        seen.add(id(found))
-        innermost = found
-        todo.extend([found.__cause__, found.__context__, getattr(found, "reason", None), *found.args])
-    text = " ".join(str(innermost).split()) or type(innermost).__name__
-    return _short(text, 200)
-
-
 def _short(content: bytes | str | None, limit: int = 300) -> str:
     if isinstance(content, bytes):
         content = content.decode("utf-8", "replace")
@@ -329,7 +314,9 @@ class BigCommerceClient:
             ) from None
         except requests.RequestException as error:
             raise BigCommerceError(
-                f"Could not reach BigCommerce for {resource}: {type(error).__name__}", failure=Failure.CONNECTION, detail=_reason(error)
+                f"Could not reach BigCommerce for {resource}: {type(error).__name__}",
+                failure=Failure.CONNECTION,
+                detail=_short(reason(error), 200),
             ) from None
         if connection._last_response is not None and connection._last_response.status_code == 204:
             return None

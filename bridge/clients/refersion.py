@@ -60,10 +60,10 @@ class RefersionClient:
         # Defence in depth: an echo of our own key must never reach the database or a page.
         return text.replace(self._secret_key, "[redacted]") if self._secret_key else text
 
-    def post_paid_order(self, body: str) -> Reply:
-        """POST one paid order (already JSON) and report what happened."""
+    def _post(self, url: str, body: str) -> Reply:
+        """POST a JSON body with the key pair; never following a redirect (the secret key would go along)."""
         try:
-            response = self._session.post(self.orders_url, data=body.encode("utf-8"), timeout=self._timeout, allow_redirects=False)
+            response = self._session.post(url, data=body.encode("utf-8"), timeout=self._timeout, allow_redirects=False)
         except requests.Timeout:
             return Reply(None, failure=Failure.TIMEOUT)
         except requests.RequestException as error:
@@ -71,21 +71,15 @@ class RefersionClient:
         text = self._scrub(response.text)[:RESPONSE_KEEP]
         return Reply(response.status_code, body=text, retry_after=response.headers.get("Retry-After"))
 
+    def post_paid_order(self, body: str) -> Reply:
+        """POST one paid order (already JSON) and report what happened."""
+        return self._post(self.orders_url, body)
+
     def list_affiliates(self, limit: int = 1) -> Reply:
         """``POST {api_url}/affiliate/list``: reads, changes nothing; a probe of the key pair (200 works, 401 refused)."""
         if not self.api_url:
             raise ValueError("list_affiliates needs the REST API's api_url")
-        body = dumps({"limit": limit, "page": 1})
-        try:
-            response = self._session.post(
-                f"{self.api_url}/affiliate/list", data=body.encode("utf-8"), timeout=self._timeout, allow_redirects=False
-            )
-        except requests.Timeout:
-            return Reply(None, failure=Failure.TIMEOUT)
-        except requests.RequestException as error:
-            return Reply(None, body=type(error).__name__, failure=Failure.CONNECTION)
-        text = self._scrub(response.text)[:RESPONSE_KEEP]
-        return Reply(response.status_code, body=text, retry_after=response.headers.get("Retry-After"))
+        return self._post(f"{self.api_url}/affiliate/list", dumps({"limit": limit, "page": 1}))
 
     def close(self) -> None:
         self._session.close()
