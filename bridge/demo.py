@@ -20,10 +20,10 @@ from pathlib import Path
 import requests
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from bridge.cli.send_webhook import SCOPES
 from bridge.config import load_settings
 from bridge.sandbox import Sandbox
 from bridge.storage import db as database
+from bridge.storage.inbox import CART_CONVERTED, ORDER_SCOPES
 from bridge.web.app import create_app
 from bridge.web.auth import ONE_TIME_CODES
 from bridge.worker.loop import Worker
@@ -180,7 +180,7 @@ class Demo:
     def _register_hooks(self) -> None:
         """What ``bridge hooks register`` does, against the sandbox store's ``/v3/hooks``."""
         bc = self.sandbox.bigcommerce
-        for scope in SCOPES:
+        for scope in (*ORDER_SCOPES, CART_CONVERTED):  # the hooks `bridge hooks register` makes
             response = requests.post(
                 f"{bc.url}/stores/{self.sandbox.store_hash}/v3/hooks",
                 json={
