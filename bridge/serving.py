@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
@@ -21,6 +22,7 @@ from bridge.worker.loop import Worker
 
 log = logging.getLogger(__name__)
 
+PR_SET_PDEATHSIG = 1  # prctl option: the signal a process gets when its parent dies
 STOP_TIMEOUT = 30.0  # seconds each half gets to finish what it holds after SIGTERM
 
 LISTEN_FIXES = {
@@ -170,6 +172,19 @@ def run_worker(settings: Settings) -> None:
         worker.close()
 
 
+def _die_with_parent() -> None:
+    """In a child of ``bridge serve``: get SIGTERM when the parent dies, even by SIGKILL.
+
+    Otherwise a killed ``bridge serve`` leaves its web half holding the port, and the
+    supervisor's restart fails. Linux only (prctl); elsewhere children outlive a SIGKILL.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
 def run_both(config_path: str | None, host: str, port: int) -> int:
     """``bridge serve``: the web half and the worker as two child processes.
 
@@ -187,8 +202,8 @@ def run_both(config_path: str | None, host: str, port: int) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     children = {
-        "web": subprocess.Popen([*base, "web", "--host", host, "--port", str(port)]),
-        "worker": subprocess.Popen([*base, "worker"]),
+        "web": subprocess.Popen([*base, "web", "--host", host, "--port", str(port)], preexec_fn=_die_with_parent),
+        "worker": subprocess.Popen([*base, "worker"], preexec_fn=_die_with_parent),
     }
     log.info("Bridge serving on http://%s:%s (web pid %s, worker pid %s)", host, port, children["web"].pid, children["worker"].pid)
     failed = None

@@ -1,6 +1,7 @@
 """``bridge serve`` as a real process, against fake BigCommerce and Refersion servers."""
 
 import json
+import os
 import signal
 from decimal import Decimal
 
@@ -91,3 +92,44 @@ def load_fixture_expected(name):
     from tests.fakes import FIXTURES
 
     return json.loads((FIXTURES / "orders" / f"{name}.json").read_text(), parse_float=Decimal)["expected_payload"]
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc (Linux)")
+def test_a_killed_bridge_serve_takes_its_web_and_worker_down_with_it(bridge):
+    """A supervisor restarting a SIGKILLed `bridge serve` must find the port free: no orphans."""
+    base, process = bridge
+    children = _children(process.process.pid)
+    assert len(children) == 2
+    process.kill()
+    wait_for(lambda: not any(_alive(pid) for pid in children), timeout=15)
+    assert requests_refused(base)
+
+
+def requests_refused(base: str) -> bool:
+    try:
+        requests.get(f"{base}/healthz", timeout=1)
+    except requests.ConnectionError:
+        return True
+    return False
