@@ -7,6 +7,15 @@ import sys
 import click
 
 from bridge.cli.common import host_option, load_settings_or_exit, port_option, prepare_database, require_free_port
+from bridge.config import Settings
+
+
+def _ready_to_listen(ctx: click.Context, settings: Settings, host: str | None, port: int | None) -> tuple[str, int]:
+    """The address to listen on (options over settings), checked free, with the database ready."""
+    host, port = host or settings.server.host, port or settings.server.port
+    require_free_port(ctx, host, port)
+    prepare_database(ctx, settings)
+    return host, port
 
 
 @click.command()
@@ -18,9 +27,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
     from bridge.serving import run_both
 
     settings = load_settings_or_exit(ctx)
-    host, port = host or settings.server.host, port or settings.server.port
-    require_free_port(ctx, host, port)
-    prepare_database(ctx, settings)
+    host, port = _ready_to_listen(ctx, settings, host, port)
     sys.exit(run_both(ctx.obj, host, port))
 
 
@@ -33,9 +40,7 @@ def web(ctx: click.Context, host: str | None, port: int | None) -> None:
     from bridge.serving import run_web
 
     settings = load_settings_or_exit(ctx)
-    host, port = host or settings.server.host, port or settings.server.port
-    require_free_port(ctx, host, port)
-    prepare_database(ctx, settings)
+    host, port = _ready_to_listen(ctx, settings, host, port)
     run_web(settings, host, port)
 
 

@@ -138,20 +138,4 @@ def claim_order_events(db: Database, *, owner: str, now: float, lease: float = L
 
 def replay(db: Database, *, store_hash: str | None = None, order_id: int | None = None, now: float) -> list[dict]:
     """Queue dead events (BigCommerce unreadable for days) again, with fresh attempts (call in a transaction)."""
-    where, params = ["state = 'dead'"], []
-    if store_hash is not None:
-        where.append("store_hash = ?")
-        params.append(store_hash)
-    if order_id is not None:
-        where.append("order_id = ?")
-        params.append(order_id)
-    return rows(
-        db.execute(
-            f"""
-            UPDATE events SET state = '{PENDING}', attempts = 0, due_at = ?, finished_at = NULL, last_error = NULL
-            WHERE {" AND ".join(where)}
-            RETURNING id, scope, store_hash, order_id
-            """,
-            [now, *params],
-        )
-    )
+    return events.requeue_dead(db, now=now, store_hash=store_hash, order_id=order_id, finished_at=None)

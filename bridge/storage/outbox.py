@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlite_utils import Database
 
 from bridge.storage.db import rows
-from bridge.storage.queue import DEAD, PENDING, WORKING, LeasedTable
+from bridge.storage.queue import PENDING, WORKING, LeasedTable
 
 PAID, CANCEL, COUPON = "paid", "cancel", "coupon"
 DONE, DRY_RUN, SKIPPED = "done", "dry_run", "skipped"  # besides the queue's pending, working, dead
@@ -108,24 +108,5 @@ def waited(row: dict, now: float) -> bool:
 
 
 def replay(db: Database, *, store_hash: str | None = None, order_id: int | None = None, now: float) -> list[dict]:
-    """Queue dead deliveries again, with fresh attempts (call in a transaction); returns them.
-
-    :param store_hash: only this store's; :param order_id: only this order's.
-    """
-    where, params = ["state = ?"], [DEAD]
-    if store_hash is not None:
-        where.append("store_hash = ?")
-        params.append(store_hash)
-    if order_id is not None:
-        where.append("order_id = ?")
-        params.append(order_id)
-    return rows(
-        db.execute(
-            f"""
-            UPDATE deliveries SET state = '{PENDING}', attempts = 0, due_at = ?, updated_at = ?, last_error = NULL
-            WHERE {" AND ".join(where)}
-            RETURNING id, key, kind, store_hash, order_id
-            """,
-            [now, now, *params],
-        )
-    )
+    """Queue dead deliveries again, with fresh attempts (call in a transaction); returns them."""
+    return deliveries.requeue_dead(db, now=now, store_hash=store_hash, order_id=order_id, updated_at=now)

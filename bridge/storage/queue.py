@@ -110,6 +110,28 @@ class LeasedTable:
         """The items ``owner`` holds now."""
         return rows(db.execute(f"SELECT * FROM {self.table} WHERE lease_owner = ? AND state = ?", [owner, WORKING]))
 
+    def requeue_dead(
+        self, db: Database, *, now: float, store_hash: str | None = None, order_id: int | None = None, **columns
+    ) -> list[dict]:
+        """Put dead items (of one store, one order, or all) back in the queue, due now with fresh
+        attempts, writing ``columns`` too; returns them. Call inside a transaction."""
+        where = ["state = :dead"]
+        if store_hash is not None:
+            where.append("store_hash = :store")
+        if order_id is not None:
+            where.append("order_id = :order")
+        extra = "".join(f", {name} = :{name}" for name in columns)
+        return rows(
+            db.execute(
+                f"""
+                UPDATE {self.table} SET state = :pending, attempts = 0, due_at = :now, last_error = NULL{extra}
+                WHERE {" AND ".join(where)}
+                RETURNING *
+                """,
+                {**columns, "dead": DEAD, "pending": PENDING, "now": now, "store": store_hash, "order": order_id},
+            )
+        )
+
     def settle(self, db: Database, ids: Iterable[int], *, owner: str, **columns) -> int:
         """Write ``columns`` (a new ``state`` among them) to items ``owner`` still holds, and drop the lease.
 

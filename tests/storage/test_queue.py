@@ -61,3 +61,22 @@ def test_a_worker_refuses_lease_timings_that_could_lose_a_live_lease(settings, l
     else:
         with pytest.raises(ValueError, match=f"lease of {lease} s is too short for a heartbeat every {heartbeat} s"):
             Worker(settings, leases=leases)
+
+
+def test_dead_events_are_put_back_due_now_with_fresh_attempts_for_one_store_or_order(db):
+    for order_id, store_hash in ((11, "abc123"), (12, "abc123"), (13, "other1")):
+        record_event(db, order_event(order_id, 1_790_000_000, store_hash), "{}", known_store=True, now=1.0)
+    with immediate(db):
+        db.execute("UPDATE events SET state = 'dead', attempts = 9, last_error = 'gone', finished_at = 5")
+        assert [row["order_id"] for row in inbox.replay(db, store_hash="abc123", order_id=12, now=100.0)] == [12]
+        assert [row["order_id"] for row in inbox.replay(db, store_hash="other1", now=100.0)] == [13]
+        assert inbox.replay(db, store_hash="other1", now=100.0) == []  # nothing dead is left there
+    rows = {row["order_id"]: row for row in db.query("SELECT * FROM events")}
+    assert (rows[12]["state"], rows[12]["attempts"], rows[12]["due_at"], rows[12]["last_error"], rows[12]["finished_at"]) == (
+        "pending",
+        0,
+        100.0,
+        None,
+        None,
+    )
+    assert (rows[11]["state"], rows[11]["attempts"]) == ("dead", 9)
