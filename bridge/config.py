@@ -243,8 +243,8 @@ class WebhooksSchema(_Section):
 
 @dataclass(frozen=True)
 class RefersionSettings:
-    public_key: str
-    secret_key: str = field(repr=False)
+    public_key: str | None = None  # the default pair; app stores may set their own
+    secret_key: str | None = field(default=None, repr=False)
     webhook_secret: str | None = field(default=None, repr=False)
     orders_url: str = "https://inbound-webhooks.refersion.com/tracker/orders/paid"
     api_url: str = "https://api.refersion.com/v2"
@@ -252,8 +252,9 @@ class RefersionSettings:
 
 
 class RefersionSchema(_Section):
-    public_key = _secret(FROM_REFERSION, required=True)
-    secret_key = _secret(FROM_REFERSION, required=True)
+    # Required in single-store mode (checked with [bigcommerce] in load_settings).
+    public_key = _secret(FROM_REFERSION, load_default=None)
+    secret_key = _secret(FROM_REFERSION, load_default=None)
     webhook_secret = _secret("copy it from Refersion's webhook settings", load_default=None)
     orders_url = fields.Url(
         load_default="https://inbound-webhooks.refersion.com/tracker/orders/paid", schemes={"http", "https"}, require_tld=False
@@ -482,6 +483,21 @@ def _flatten_errors(messages, prefix: str) -> list[str]:
     return lines
 
 
+def _cross_section_problems(loaded: dict) -> list[str]:
+    """Rules between sections, checked once every section loaded."""
+    bc, ref = loaded.get("bigcommerce"), loaded.get("refersion")
+    if bc is None or ref is None:
+        return []
+    problems = []
+    for key, other in (("public_key", "secret_key"), ("secret_key", "public_key")):
+        if getattr(ref, key) is None and (getattr(ref, other) is not None or bc.store_hash):
+            why = "with refersion." + other if getattr(ref, other) is not None else "in single-store mode (bigcommerce.store_hash is set)"
+            problems.append(
+                f"refersion.{key} is required {why} (set it in the config file or {_env_name('refersion', key)}); {FROM_REFERSION}"
+            )
+    return problems
+
+
 def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> Settings:
     """Read, merge and validate the configuration.
 
@@ -527,6 +543,7 @@ def load_settings(path: str | os.PathLike | None = None, environ: Mapping[str, s
                     line = f"{key} is required (set it in the config file or {_env_name(section_name, field_name)})"
                 problems.append(line)
 
+    problems.extend(_cross_section_problems(loaded))
     if problems:
         raise ConfigError("\n".join(f"config error: {line}" for line in sorted(set(problems))))
     return Settings(**loaded, source=str(path) if path else "environment only")

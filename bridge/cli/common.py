@@ -11,6 +11,8 @@ import click
 from bridge.config import ConfigError, Settings, load_settings
 from bridge.logs import configure_logging
 from bridge.storage import db as database
+from bridge.storage.stores import StoreRegistry
+from bridge.storage.vault import VaultError
 
 log = logging.getLogger("bridge")
 
@@ -86,9 +88,16 @@ def require_free_port(ctx: click.Context, host: str, port: int) -> None:
 
 
 def prepare_database(ctx: click.Context, settings: Settings) -> None:
-    """Create and migrate the database, or stop with one line saying why not."""
+    """Create and migrate the database and check its secrets can be read, or stop with one line saying why not."""
     try:
-        database.connect(settings.database.path).close()
+        db = database.connect(settings.database.path)
     except Exception as error:  # any failure here is an operator problem: say it in one line
         click.echo(f"database error: cannot open {settings.database.path}: {error}", err=True)
         ctx.exit(2)
+    try:
+        StoreRegistry(settings).check_secrets(db)
+    except VaultError as error:
+        click.echo(f"config error: {error}", err=True)
+        ctx.exit(2)
+    finally:
+        db.close()

@@ -238,3 +238,26 @@ def m002_foundations(db: Database) -> None:
         WHERE state = 'deferred' AND scope = 'store/order/refund/created'
         """
     )
+
+
+@migrations()
+def m003_app_installs(db: Database) -> None:
+    """Per-store settings beside the installs, and the users of each installed store.
+
+    ``stores`` rows exist for app installs and for any store whose settings were changed
+    on the settings page (the configured store too). A NULL setting means "the config's".
+    """
+    db.execute("ALTER TABLE stores ADD COLUMN dry_run INTEGER")
+    db.execute("ALTER TABLE stores ADD COLUMN excluded_coupons TEXT")
+    db.execute(
+        """
+        CREATE TABLE store_users (
+            store_hash TEXT NOT NULL,
+            user_id INTEGER NOT NULL,
+            email TEXT,
+            is_owner INTEGER NOT NULL DEFAULT 0,
+            added_at REAL NOT NULL,
+            PRIMARY KEY (store_hash, user_id)
+        )
+        """
+    )

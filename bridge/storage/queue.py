@@ -7,7 +7,8 @@ settling update is fenced on the lease owner, so a worker that lost its lease
 cannot overwrite what the next owner did.
 
 Items of a store that is paused (its credentials were refused) or held (its API
-quota is spent until a known time) for a service the table needs are not claimed.
+quota is spent until a known time) for a service the table needs are not claimed, nor
+items of a store that uninstalled the app: they wait, kept, for a re-install.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class LeasedTable:
                     WHERE ({where})
                       AND store_hash NOT IN (SELECT store_hash FROM pauses WHERE service IN ({services}))
                       AND store_hash NOT IN (SELECT store_hash FROM holds WHERE service IN ({services}) AND until > :now)
+                      AND store_hash NOT IN (SELECT store_hash FROM stores WHERE uninstalled_at IS NOT NULL)
                     ORDER BY due_at, id
                     LIMIT :limit
                 )

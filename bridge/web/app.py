@@ -52,7 +52,11 @@ def create_app(settings: Settings) -> Flask:
         JSON_SORT_KEYS=False,
     )
     auth.init_app(app, settings)  # sessions, /login, CSRF check, security headers
-    database.connect(settings.database.path).close()  # create and migrate before the first request
+    db = database.connect(settings.database.path)  # create and migrate before the first request
+    try:
+        app.config["BRIDGE_STORES"].check_secrets(db)  # refuse to start with stored secrets it cannot read
+    finally:
+        db.close()
     app.teardown_appcontext(close_db)
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(health.bp)

@@ -47,6 +47,7 @@ class Context:
         self.policy = settings.rules
         self.retry = settings.worker.retry
         self.stores = StoreRegistry(settings)
+        self.stores.check_secrets(db)  # refuse to start with stored secrets it cannot read
         self.db = db
         self.clock = clock
         self.rng = rng

@@ -17,12 +17,13 @@ from bridge.core.retry import Action, Failure, classify, parse_retry_after
 from bridge.storage import outbox
 from bridge.storage.db import immediate
 from bridge.storage.queue import DEAD, PENDING
-from bridge.storage.stores import Store
+from bridge.storage.stores import REFERSION, Store
 from bridge.worker.context import Context
 from bridge.worker.evaluate import record
 
 log = logging.getLogger(__name__)
 
+NO_KEYS = "No Refersion key pair is set for this store: enter it on the settings page (or set refersion.public_key and secret_key)."
 UNKNOWN_STORE_DELAY = 3600.0  # seconds: a row whose store has no credentials now waits for them, unsent
 
 
@@ -54,6 +55,12 @@ def handle_next(ctx: Context) -> bool:
                 ctx.db, [row["id"]], owner=ctx.owner, state=PENDING, due_at=ctx.clock() + UNKNOWN_STORE_DELAY, last_error=reason
             )
         log.warning("Holding %s: %s", what, reason)
+        return True
+    if store.refersion is None:
+        reason = NO_KEYS
+        with immediate(ctx.db):
+            ctx.pause(row["store_hash"], REFERSION, reason)
+            outbox.deliveries.settle(ctx.db, [row["id"]], owner=ctx.owner, state=PENDING, due_at=ctx.clock(), last_error=reason)
         return True
     if row["kind"] == outbox.PAID and outbox.waited(row, ctx.clock()) and not _still_eligible(ctx, store, row):
         return True
@@ -90,7 +97,7 @@ def _still_eligible(ctx: Context, store: Store, row: dict) -> bool:
             outbox.deliveries.settle(ctx.db, [row["id"]], owner=ctx.owner, updated_at=ctx.clock(), **settle)
         log.warning("Could not re-read order %s before sending its report: %s", order_id, error)
         return False
-    decision = rules.decide(order, ctx.policy, order_id=order_id)
+    decision = rules.decide(order, store.policy(ctx.policy), order_id=order_id)
     if decision.report:
         return True
     dropped = rules.no_longer_eligible(decision)

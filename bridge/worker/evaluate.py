@@ -96,12 +96,13 @@ def record(
 
 def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) -> None:
     store_hash = store.store_hash
+    policy = store.policy(ctx.policy)
     ids = [row["id"] for row in claimed]
     key = outbox.paid_key(store_hash, order_id)
     earlier = outbox.find(ctx.db, key)
     if earlier is not None and earlier["state"] in EARLIER:
         # Reported (or settled) already: no BigCommerce call needed to know that.
-        decision = rules.decide(None, ctx.policy, order_id=order_id, earlier=EARLIER[earlier["state"]])
+        decision = rules.decide(None, policy, order_id=order_id, earlier=EARLIER[earlier["state"]])
         refunds = [row["id"] for row in claimed if row["scope"] == inbox.REFUND_CREATED]
         if earlier["state"] != outbox.DONE:
             refunds = []
@@ -117,30 +118,30 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
 
     client = ctx.bigcommerce(store)
     order = client.fetch_order(order_id)
-    decision = rules.decide(order, ctx.policy, order_id=order_id)
+    decision = rules.decide(order, policy, order_id=order_id)
 
     if earlier is not None and outbox.is_unsent(earlier):
-        _recheck_queued(ctx, store_hash, order_id, claimed, earlier, order, decision)
+        _recheck_queued(ctx, store_hash, order_id, claimed, earlier, order, decision, policy)
         return
 
     cart = payload = meta = None
     if decision.report:
         lines = client.fetch_order_products(order_id)
-        decision = rules.decide_lines(lines, ctx.policy) or decision
+        decision = rules.decide_lines(lines, policy) or decision
     if decision.report:
         coupons = client.fetch_order_coupons(order_id)
         known = carts.known_cart_ids(ctx.db, store_hash=store_hash, order_id=order_id)
         cart = choose_cart_id(
             {**known, "order": order["cart_id"]}, key=ctx.settings.webhooks.secret.encode(), store_hash=store_hash, order_id=order_id
         )
-        gift = ctx.policy.report_gift_certificates
+        gift = policy.report_gift_certificates
         body = build_paid_order(
-            order, lines, coupons, cart_id=cart.value, excluded_coupons=ctx.policy.excluded_coupons, report_gift_certificates=gift
+            order, lines, coupons, cart_id=cart.value, excluded_coupons=policy.excluded_coupons, report_gift_certificates=gift
         )
         payload, meta = dumps(body), dumps({"items": reported_lines(lines, report_gift_certificates=gift)})
 
     note = decision.summary
-    if payload is not None and ctx.policy.dry_run:
+    if payload is not None and policy.dry_run:
         note = f"Dry run: {note} Nothing was sent."
     with immediate(ctx.db):
         # The decision first: only one made on the newest read of the order may queue a report.
@@ -149,7 +150,7 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
             log.info("Order %s of store %s: %s on an older read, superseded", order_id, store_hash, decision.verdict.value)
             return
         if payload is not None:
-            now, dry_run = ctx.clock(), ctx.policy.dry_run
+            now, dry_run = ctx.clock(), policy.dry_run
             queued = outbox.enqueue(
                 ctx.db,
                 key=key,
@@ -168,12 +169,19 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
 
 
 def _recheck_queued(
-    ctx: Context, store_hash: str, order_id: int, claimed: list[dict], earlier: dict, order: dict | None, decision: rules.Decision
+    ctx: Context,
+    store_hash: str,
+    order_id: int,
+    claimed: list[dict],
+    earlier: dict,
+    order: dict | None,
+    decision: rules.Decision,
+    policy: rules.Policy,
 ) -> None:
     """An event for an order whose report waits unsent: drop the report if the order is no longer eligible."""
     ids = [row["id"] for row in claimed]
     if decision.report:
-        decision = rules.decide(None, ctx.policy, order_id=order_id, earlier=rules.Earlier.QUEUED)
+        decision = rules.decide(None, policy, order_id=order_id, earlier=rules.Earlier.QUEUED)
         # A partial refund of an order still reportable: looked at again once its report is
         # settled, to be kept for the cancellation then.
         refunds = [row["id"] for row in claimed if row["scope"] == inbox.REFUND_CREATED]

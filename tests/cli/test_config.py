@@ -241,10 +241,28 @@ def test_every_missing_required_key_is_named_with_its_variable():
     with pytest.raises(ConfigError) as caught:
         load_settings(None, environ={})
     assert problems(caught.value) == [
-        "config error: refersion.public_key is required (set it in the config file or BRIDGE_REFERSION_PUBLIC_KEY)",
-        "config error: refersion.secret_key is required (set it in the config file or BRIDGE_REFERSION_SECRET_KEY)",
         "config error: webhooks.secret is required (set it in the config file or BRIDGE_WEBHOOKS_SECRET)",
     ]
+
+
+def test_single_store_mode_requires_the_refersion_key_pair():
+    environ = {"BRIDGE_WEBHOOKS_SECRET": "w" + "0123456789abcdef", "BRIDGE_BIGCOMMERCE_STORE_HASH": "abc123"}
+    environ["BRIDGE_BIGCOMMERCE_ACCESS_TOKEN"] = "t0k3n-0123456789"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ=environ)
+    assert [line.split(" (set it")[0] for line in problems(caught.value)] == [
+        "config error: refersion.public_key is required in single-store mode (bigcommerce.store_hash is set)",
+        "config error: refersion.secret_key is required in single-store mode (bigcommerce.store_hash is set)",
+    ]
+
+
+def test_app_mode_takes_refersion_keys_per_store_but_never_half_a_pair():
+    environ = {"BRIDGE_WEBHOOKS_SECRET": "w" + "0123456789abcdef"}
+    settings = load_settings(None, environ=environ)
+    assert (settings.refersion.public_key, settings.refersion.secret_key) == (None, None)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, environ={**environ, "BRIDGE_REFERSION_PUBLIC_KEY": "pub_live_8f7e6d"})
+    assert problems(caught.value)[0].startswith("config error: refersion.secret_key is required with refersion.public_key")
 
 
 @pytest.mark.parametrize(
