@@ -23,6 +23,7 @@ WEBHOOK_SECRET = "whsec-test-0123456789-abcdefghij"
 REFERSION_PUBLIC = "pub_test_4a2b"
 REFERSION_SECRET = "sec_test_9f8e7d6c5b4a"
 T0 = 1_790_000_000.0  # a fixed "now" for clock-driven tests
+ENCRYPTION_KEY = "dGVzdC1lbmNyeXB0aW9uLWtleS0wMTIzNDU2Nzg5YWI="  # Fernet: base64 of 32 bytes
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +68,7 @@ def base_environ(db_path, bc_url: str, refersion_url: str) -> dict[str, str]:
         "BRIDGE_REFERSION_SECRET_KEY": REFERSION_SECRET,
         "BRIDGE_REFERSION_ORDERS_URL": refersion_url,
         "BRIDGE_REFERSION_TIMEOUT": "2",
+        "BRIDGE_SERVER_ENCRYPTION_KEY": ENCRYPTION_KEY,
     }
 
 
@@ -233,3 +235,25 @@ def spawn(tmp_path, environ):
     for process in started:
         if process.process.poll() is None or not process._log.closed:
             process.stop(signal.SIGKILL, timeout=10)
+
+
+def install_store(
+    settings: Settings, store_hash: str, *, access_token: str | None = None, user_id: int = 1001, email: str = "owner@shop.test"
+):
+    """Record an app install of ``store_hash`` (as the auth callback does) with one owner user."""
+    from bridge.storage.stores import StoreRegistry
+
+    database = connect(settings.database.path)
+    try:
+        with immediate(database):
+            StoreRegistry(settings).install(
+                database,
+                store_hash=store_hash,
+                access_token=access_token or f"app-token-{store_hash}-0123456789",
+                scopes=["store_v2_orders_read_only"],
+                user={"id": user_id, "email": email},
+                owner={"id": user_id, "email": email},
+                now=time.time(),
+            )
+    finally:
+        database.close()

@@ -26,6 +26,8 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, make_resp
 from werkzeug.exceptions import BadRequest
 
 from bridge.config import Settings
+from bridge.storage import stores as store_records
+from bridge.web.database import get_db
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +51,11 @@ CSP_BASE = "default-src 'self'; style-src 'self'; img-src 'self' data:; script-s
 
 @dataclass(frozen=True)
 class Viewer:
-    """Someone allowed to look: the admin (every store) or, later, a store's own users."""
+    """Someone allowed to look: the admin (every store) or a user of one installed store."""
 
     is_admin: bool
     stores: frozenset[str] | None  # None: every store
+    user_id: int | None = None  # the BigCommerce user a store's session belongs to
 
     def can_see(self, store_hash: str) -> bool:
         return self.stores is None or store_hash in self.stores
@@ -149,8 +152,13 @@ def check_csrf() -> None:
 def start_session(who: Viewer) -> None:
     """Sign ``who`` in for :data:`SESSION_LIFETIME`, in a fresh session with a new form token."""
     if who.is_admin != (who.stores is None) or (who.is_admin and not _server().admin_token):
-        raise ValueError("a session is either the admin's (needs server.admin_token) or a list of stores'")
-    record = {"admin": True, "key": _admin_key(_server().admin_token)} if who.is_admin else {"admin": False, "stores": sorted(who.stores)}
+        raise ValueError("a session is either the admin's (needs server.admin_token) or a store user's")
+    if not who.is_admin and (len(who.stores) != 1 or who.user_id is None):
+        raise ValueError("a store's session names one store and its user")
+    if who.is_admin:
+        record = {"admin": True, "key": _admin_key(_server().admin_token)}
+    else:
+        record = {"admin": False, "stores": sorted(who.stores), "user": who.user_id}
     session.clear()
     session.permanent = True
     session.update(viewer=record, at=int(time.time()), csrf=secrets.token_urlsafe(32))
@@ -387,7 +395,13 @@ def _session_viewer() -> Viewer | None:
         admin_token = _server().admin_token
         key = who.get("key")
         return ADMIN if admin_token and isinstance(key, str) and same_secret(key, _admin_key(admin_token)) else None
-    stores = who.get("stores")
-    if isinstance(stores, list) and stores and all(isinstance(store, str) for store in stores):
-        return Viewer(is_admin=False, stores=frozenset(stores))
-    return None
+    # A store user's session lasts while the app stays installed and the user keeps access
+    # (uninstall and remove-user end it at once, whatever cookie the browser kept).
+    stores, user = who.get("stores"), who.get("user")
+    if not (isinstance(stores, list) and len(stores) == 1 and isinstance(stores[0], str)):
+        return None
+    if not isinstance(user, int) or isinstance(user, bool):
+        return None
+    if not store_records.has_user(get_db(), store_hash=stores[0], user_id=user):
+        return None
+    return Viewer(is_admin=False, stores=frozenset(stores), user_id=user)

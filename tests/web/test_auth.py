@@ -12,8 +12,10 @@ from flask import g, jsonify
 from freezegun import freeze_time
 
 from bridge.config import ConfigError
+from bridge.storage.db import immediate
 from bridge.web import auth
 from bridge.web.app import create_app
+from tests.conftest import install_store
 
 ADMIN_TOKEN = "admin-token-5f1c9e7a2b3d4c6e"
 SESSION_SECRET = "session-secret-8d7c6b5a4f3e2d1c"
@@ -338,21 +340,53 @@ def test_session_contents_of_the_wrong_shape_are_nobody(client):
         assert client.get("/api/test-private").status_code == 401
 
 
-def test_a_store_scoped_session_sees_only_its_stores(app, client):
+def test_a_store_scoped_session_sees_only_its_stores(app, client, settings):
+    install_store(settings, "app456", user_id=31)
+
     def sign_in_store():
-        auth.start_session(auth.Viewer(is_admin=False, stores=frozenset({"abc123"})))
+        auth.start_session(auth.Viewer(is_admin=False, stores=frozenset({"app456"}), user_id=31))
         return "signed in"
 
     app.add_url_rule("/test-store-sign-in", view_func=sign_in_store)
     client.get("/test-store-sign-in")
     assert client.get("/api/test-private").get_json() == {"viewer": {"is_admin": False, "all_stores": False}}
     assert client.post("/api/test-private").status_code == 400  # a session: the form token is needed
-    viewer = auth.Viewer(is_admin=False, stores=frozenset({"abc123"}))
-    assert viewer.can_see("abc123") and not viewer.can_see("def456")
+    viewer = auth.Viewer(is_admin=False, stores=frozenset({"app456"}), user_id=31)
+    assert viewer.can_see("app456") and not viewer.can_see("def456")
     assert auth.ADMIN.can_see("anything")
 
 
-@pytest.mark.parametrize("who", [auth.Viewer(is_admin=False, stores=None), auth.Viewer(is_admin=True, stores=frozenset({"a"}))])
+def test_a_store_session_ends_when_the_user_is_removed_or_the_app_uninstalled(app, client, settings, db):
+    from bridge.storage import stores
+
+    install_store(settings, "app456", user_id=31)
+
+    def sign_in_store():
+        auth.start_session(auth.Viewer(is_admin=False, stores=frozenset({"app456"}), user_id=31))
+        return "signed in"
+
+    app.add_url_rule("/test-store-sign-in", view_func=sign_in_store)
+    client.get("/test-store-sign-in")
+    assert client.get("/api/test-private").status_code == 200
+    with immediate(db):
+        stores.remove_user(db, store_hash="app456", user_id=31)
+    assert client.get("/api/test-private").status_code == 401
+    install_store(settings, "app456", user_id=31)
+    assert client.get("/api/test-private").status_code == 200  # the cookie was kept; the user is back
+    with immediate(db):
+        stores.uninstall(db, store_hash="app456", now=1.0)
+    assert client.get("/api/test-private").status_code == 401
+
+
+@pytest.mark.parametrize(
+    "who",
+    [
+        auth.Viewer(is_admin=False, stores=None),
+        auth.Viewer(is_admin=True, stores=frozenset({"a"})),
+        auth.Viewer(is_admin=False, stores=frozenset({"a"})),  # a store's session names its user
+        auth.Viewer(is_admin=False, stores=frozenset({"a", "b"}), user_id=1),
+    ],
+)
 def test_a_session_is_either_the_admins_or_some_stores(app, who):
     with app.test_request_context(), pytest.raises(ValueError):
         auth.start_session(who)
