@@ -340,7 +340,9 @@ def test_session_contents_of_the_wrong_shape_are_nobody(client):
         assert client.get("/api/test-private").status_code == 401
 
 
-def test_a_store_scoped_session_sees_only_its_stores(app, client, settings):
+@pytest.fixture
+def store_user(app, client, settings):
+    """``client`` signed in as user 31 of the installed store app456."""
     install_store(settings, "app456", user_id=31)
 
     def sign_in_store():
@@ -349,6 +351,11 @@ def test_a_store_scoped_session_sees_only_its_stores(app, client, settings):
 
     app.add_url_rule("/test-store-sign-in", view_func=sign_in_store)
     client.get("/test-store-sign-in")
+    return client
+
+
+def test_a_store_scoped_session_sees_only_its_stores(store_user):
+    client = store_user
     assert client.get("/api/test-private").get_json() == {"viewer": {"is_admin": False, "all_stores": False}}
     assert client.post("/api/test-private").status_code == 400  # a session: the form token is needed
     viewer = auth.Viewer(is_admin=False, stores=frozenset({"app456"}), user_id=31)
@@ -356,17 +363,10 @@ def test_a_store_scoped_session_sees_only_its_stores(app, client, settings):
     assert auth.ADMIN.can_see("anything")
 
 
-def test_a_store_session_ends_when_the_user_is_removed_or_the_app_uninstalled(app, client, settings, db):
+def test_a_store_session_ends_when_the_user_is_removed_or_the_app_uninstalled(store_user, settings, db):
     from bridge.storage import stores
 
-    install_store(settings, "app456", user_id=31)
-
-    def sign_in_store():
-        auth.start_session(auth.Viewer(is_admin=False, stores=frozenset({"app456"}), user_id=31))
-        return "signed in"
-
-    app.add_url_rule("/test-store-sign-in", view_func=sign_in_store)
-    client.get("/test-store-sign-in")
+    client = store_user
     assert client.get("/api/test-private").status_code == 200
     with immediate(db):
         stores.remove_user(db, store_hash="app456", user_id=31)
