@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-from bridge.storage.inbox import CART_CONVERTED, DEFERRED_SCOPES, ORDER_SCOPES
+from bridge.storage.inbox import APP_SCOPES, CART_CONVERTED, ORDER_SCOPES
 
 WEBHOOK_PATH = "/webhooks/bigcommerce"
 HEADER = "X-Bridge-Token"
@@ -26,11 +27,22 @@ WRONG_HEADER = "wrong header"
 
 def wanted_scopes(app: bool = False) -> tuple[str, ...]:
     """The scopes the pipeline handles. ``store/app/uninstalled`` only fires for an app's install."""
-    return (*ORDER_SCOPES, CART_CONVERTED, *(DEFERRED_SCOPES if app else ()))
+    return (*ORDER_SCOPES, CART_CONVERTED, *(APP_SCOPES if app else ()))
 
 
 def destination_for(public_url: str) -> str:
     return public_url.rstrip("/") + WEBHOOK_PATH
+
+
+def destination_problem(destination: str) -> str | None:
+    """Why BigCommerce would refuse to send to ``destination`` (https on port 443 only), or None."""
+    parts = urlsplit(destination)
+    if parts.scheme != "https" or parts.port not in (None, 443):
+        return (
+            "server.public_url must be https on port 443 for BigCommerce to deliver webhooks "
+            f"(it is {destination.removesuffix(WEBHOOK_PATH)})."
+        )
+    return None
 
 
 def header_value(hook: dict) -> str | None:

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
+from bridge.storage import stores
 from bridge.storage.carts import link_cart
 from bridge.storage.db import immediate, rows
 from bridge.storage.queue import LEASES, PENDING, LeasedTable
+
+log = logging.getLogger(__name__)
 
 REFUND_CREATED = "store/order/refund/created"
 # Events that make the worker look at the order again. A refund re-evaluates an order
 # whose report is not sent yet: it may no longer be eligible.
 ORDER_SCOPES = ("store/order/statusUpdated", "store/order/created", "store/order/updated", REFUND_CREATED)
 CART_CONVERTED = "store/cart/converted"
-# Kept, not yet acted on: uninstalls are handled by the app feature, which picks these
-# events up where they were left.
-DEFERRED_SCOPES = ("store/app/uninstalled",)
-HANDLED_SCOPES = (*ORDER_SCOPES, CART_CONVERTED, *DEFERRED_SCOPES)
+APP_UNINSTALLED = "store/app/uninstalled"
+APP_SCOPES = (APP_UNINSTALLED,)  # only an app's hooks receive these
+HANDLED_SCOPES = (*ORDER_SCOPES, CART_CONVERTED, *APP_SCOPES)
 
 DONE, IGNORED, DEFERRED = "done", "ignored", "deferred"
 
@@ -64,22 +67,37 @@ class Envelope:
         return f"{self.store_hash}|{self.scope}|{self.content_hash}|{created}"
 
 
-def _initial_state(envelope: Envelope, known_store: bool) -> tuple[str, str | None, str | None]:
+def _initial_state(envelope: Envelope, known_store: bool, app_install: bool) -> tuple[str, str | None, str | None]:
     if not known_store:
         return IGNORED, "unknown_store", f"The bridge has no credentials for store {envelope.store_hash}."
     if envelope.scope in ORDER_SCOPES:
         return PENDING, None, None
     if envelope.scope == CART_CONVERTED:
         return DONE, "cart_linked", f"Cart {envelope.cart_id} became order #{envelope.order_id}."
-    if envelope.scope in DEFERRED_SCOPES:
-        return DEFERRED, "deferred", "Kept for a feature this version does not have yet."
+    if envelope.scope == APP_UNINSTALLED:
+        if app_install:
+            return DONE, "uninstalled", UNINSTALLED_NOTE
+        return IGNORED, "not_app_install", "The store is served with the store-level API account in the config: nothing to uninstall."
     return IGNORED, "scope_not_handled", f"The bridge does not act on {envelope.scope} events."
 
 
-def record_event(db: Database, envelope: Envelope, body: str, *, known_store: bool, now: float) -> int | None:
-    """Store a received event durably; returns its id, or None for a re-delivery."""
-    state, outcome, note = _initial_state(envelope, known_store)
+UNINSTALLED_NOTE = "The app was uninstalled: its access token and users were deleted; its queued work is kept, held until a re-install."
+
+
+def record_event(db: Database, envelope: Envelope, body: str, *, known_store: bool, now: float, app_install: bool = False) -> int | None:
+    """Store a received event durably; returns its id, or None for a re-delivery.
+
+    ``app_install``: the store is served as an app install, so a ``store/app/uninstalled``
+    event uninstalls it, in the same transaction.
+    """
+    state, outcome, note = _initial_state(envelope, known_store, app_install)
     with immediate(db):
+        uninstalls = envelope.scope == APP_UNINSTALLED and state == DONE
+        if uninstalls and _before_install(db, envelope):
+            # BigCommerce retries an undelivered event for two days: an uninstall that
+            # happened before the store installed the app again must not undo that install.
+            state, outcome, note = IGNORED, "stale_uninstall", "The store installed the app again after this uninstall."
+            uninstalls = False
         inserted = rows(
             db.execute(
                 """
@@ -111,7 +129,17 @@ def record_event(db: Database, envelope: Envelope, body: str, *, known_store: bo
             link_cart(
                 db, store_hash=envelope.store_hash, order_id=envelope.order_id, source="cart_converted", cart_id=envelope.cart_id, now=now
             )
+        if uninstalls:
+            stores.uninstall(db, store_hash=envelope.store_hash, now=now)
+            log.info("Store %s uninstalled the app: its access token and users are deleted, its queued work held", envelope.store_hash)
+        elif outcome == "stale_uninstall":
+            log.info("Ignored an uninstall of store %s older than its latest install", envelope.store_hash)
         return inserted[0]["id"]
+
+
+def _before_install(db: Database, envelope: Envelope) -> bool:
+    installed_at = stores.installed_at(db, envelope.store_hash)
+    return envelope.created_at is not None and installed_at is not None and envelope.created_at < installed_at
 
 
 def claim_order_events(db: Database, *, owner: str, now: float, lease: float = LEASES.lease_seconds) -> list[dict]:

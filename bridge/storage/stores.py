@@ -285,3 +285,21 @@ def installs(db: Database) -> list[dict]:
             [APP],
         )
     )
+
+
+# --- Added for the app callbacks (bridge/web/app_install.py) ---------------------------------
+
+
+def installed_at(db: Database, store_hash: str) -> float | None:
+    """When the store last installed the app, or None when it never did."""
+    found = db.execute("SELECT installed_at FROM stores WHERE store_hash = ? AND mode = ?", [store_hash, APP]).fetchone()
+    return found[0] if found else None
+
+
+def is_installed(db: Database, store_hash: str) -> bool:
+    """Whether the app is installed on the store now (uninstalled stores are not)."""
+    found = db.execute(
+        "SELECT 1 FROM stores WHERE store_hash = ? AND mode = ? AND access_token IS NOT NULL AND uninstalled_at IS NULL",
+        [store_hash, APP],
+    ).fetchone()
+    return found is not None

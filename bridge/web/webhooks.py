@@ -21,6 +21,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from bridge.schemas import Lenient
 from bridge.storage.inbox import HANDLED_SCOPES, Envelope, record_event
+from bridge.storage.stores import APP
 from bridge.web.database import get_db
 from bridge.web.webhook_schemas import MAX_ID, load_data
 
@@ -153,8 +154,11 @@ def receive() -> Response:
         return _error(400, f"The body is not a BigCommerce webhook: {_describe(error.messages)}")
 
     try:
-        known_store = current_app.config["BRIDGE_STORES"].get(get_db(), envelope.store_hash) is not None
-        event_id = record_event(get_db(), envelope, text, known_store=known_store, now=time.time())
+        store = current_app.config["BRIDGE_STORES"].get(get_db(), envelope.store_hash)
+        known_store = store is not None
+        # An uninstall is recorded and applied in one transaction: no BigCommerce call here.
+        app_install = store is not None and store.mode == APP
+        event_id = record_event(get_db(), envelope, text, known_store=known_store, now=time.time(), app_install=app_install)
     except (sqlite3.Error, OSError):
         log.exception("Could not store a webhook event")
         # Not the sender's fault and nothing was stored: BigCommerce will retry.

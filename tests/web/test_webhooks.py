@@ -145,7 +145,7 @@ def documented(scope: str) -> dict:
         ("store/order/statusUpdated", "pending", 250, None, None),
         ("store/order/refund/created", "pending", 250, None, 3),
         ("store/cart/converted", "done", 252, "d30016e2-23c0-4a90-884f-2e92ac135476", None),
-        ("store/app/uninstalled", "deferred", None, None, None),
+        ("store/app/uninstalled", "ignored", None, None, None),  # the configured store: no app to uninstall
         # Not a scope the bridge handles: acknowledged and kept as ignored, its data unread.
         ("store/order/archived", "ignored", None, None, None),
     ],
