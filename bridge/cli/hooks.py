@@ -10,29 +10,21 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TypeVar
-from urllib.parse import urlsplit
 
 import click
 
 from bridge.cli.common import command_name, load_settings_or_exit
-from bridge.clients.bigcommerce import BigCommerceClient, BigCommerceError
+from bridge.clients.bigcommerce import FAILED, REPAIRED, BigCommerceClient, BigCommerceError, HookResult
 from bridge.config import Settings
 from bridge.core import hooks as wanted
 from bridge.core.retry import Failure
+from bridge.core.scopes import SCOPE_NAMES
 from bridge.storage import db as database
 from bridge.storage.stores import APP, Store, StoreRegistry
 
 T = TypeVar("T")
 
 MAX_RATE_LIMIT_WAIT = 30.0  # seconds: a CLI waits once for BigCommerce's quota reset, never longer
-SCOPE_NAMES = {
-    "store_v2_orders_read_only": "Orders: read-only",
-    "store_v2_orders": "Orders: modify",
-    "store_v2_information_read_only": "Information & Settings: read-only",
-    "store_v2_information": "Information & Settings: modify",
-    "store_v2_marketing_read_only": "Marketing: read-only",
-    "store_v2_marketing": "Marketing: modify",
-}
 NEW_ACCOUNT = "create a new store-level API account (Settings › Store-level API accounts) and set bigcommerce.access_token to its token"
 
 
@@ -148,13 +140,9 @@ def _destination_or_exit(ctx: click.Context, settings: Settings) -> str:
 
 
 def _https_or_exit(ctx: click.Context, destination: str) -> None:
-    parts = urlsplit(destination)
-    if parts.scheme != "https" or parts.port not in (None, 443):
-        click.echo(
-            "server.public_url must be https on port 443 for BigCommerce to deliver webhooks "
-            f"(it is {destination.removesuffix(wanted.WEBHOOK_PATH)}).",
-            err=True,
-        )
+    problem = wanted.destination_problem(destination)
+    if problem:
+        click.echo(problem, err=True)
         ctx.exit(2)
 
 
@@ -196,25 +184,16 @@ def register(ctx: click.Context, store_hash: str | None) -> None:
 
     def work_for(store: Store):
         def work(client: BigCommerceClient, say: Callable[[str], None]) -> bool:
-            listed = call(client.list_hooks)
-            fine = True
-            for state in wanted.compare(wanted.wanted_scopes(store.mode == APP), destination, secret, listed):
-                try:
-                    if state.hook is None:
-                        headers = {wanted.HEADER: secret}
-                        made = call(lambda s=state, h=headers: client.create_hook(scope=s.scope, destination=destination, headers=h))
-                        say(_hook_line("created", made or {"scope": state.scope}))
-                    elif state.problems:
-                        changes = wanted.repair(state, destination, secret)
-                        call(lambda s=state, c=changes: client.update_hook(s.hook["id"], **c))
-                        say(_hook_line("repaired", state.hook, ", ".join(_repaired(problem) for problem in state.problems)))
-                    else:
-                        say(_hook_line("fine", state.hook))
-                except BigCommerceError as error:
-                    if error.status in (401, 403, 429) or error.failure in (Failure.CONNECTION, Failure.TIMEOUT):
-                        raise
-                    fine = False
-                    say(f"{'failed':<11} {state.scope}: {explain(error, settings)}")
+            def report(result: HookResult) -> None:
+                if result.action == FAILED:
+                    say(f"{'failed':<11} {result.scope}: {explain(result.error, settings)}")
+                elif result.action == REPAIRED:
+                    say(_hook_line("repaired", result.hook, ", ".join(_repaired(problem) for problem in result.problems)))
+                else:
+                    say(_hook_line(result.action, result.hook))
+
+            results = client.register_hooks(wanted.wanted_scopes(store.mode == APP), destination, secret, call=call, report=report)
+            fine = all(result.ok for result in results)
             if fine:
                 say(f"The store's hooks send to {destination}.")
             return fine

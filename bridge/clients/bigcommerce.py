@@ -22,14 +22,18 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
+from typing import TypeVar
 
 import requests
 from bigcommerce import exception as bc_exception
 from bigcommerce.connection import Connection, OAuthConnection
-from marshmallow import Schema, ValidationError, fields, post_load, pre_load
+from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate
 
 from bridge.clients.errors import reason
+from bridge.core import hooks as wanted
 from bridge.core.payload import text
 from bridge.core.retry import Failure, parse_http_date
 from bridge.schemas import Lenient
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 250  # the V2 maximum: one call for all but the largest orders
 HOOKS_PAGE_SIZE = 250
+T = TypeVar("T")
 
 
 class BigCommerceError(Exception):
@@ -195,6 +200,35 @@ class OrderCouponSchema(Lenient):
     discount = Money()
 
 
+class WholeNumber(fields.Integer):
+    """An integer sent as a JSON number: no strings, no booleans (``true`` is not user 1)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValidationError("Not a whole number.")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class UserSchema(Lenient):
+    """A control-panel user as the token answer and the signed payloads name one."""
+
+    id = WholeNumber(required=True, validate=validate.Range(min=0, max=2**63 - 1))
+    email = fields.String(load_default=None, allow_none=True)
+
+
+class TokenAnswerSchema(Lenient):
+    """``POST {login_url}/oauth2/token``'s answer (reference/bigcommerce.md 4.1)."""
+
+    access_token = fields.String(required=True, validate=validate.Length(min=1, max=4096))
+    scope = fields.String(required=True)
+    context = fields.String(
+        required=True, validate=validate.Regexp(r"\Astores/[A-Za-z0-9]{1,64}\Z", error="Must look like stores/<store_hash>.")
+    )
+    user = fields.Nested(UserSchema, required=True)
+    owner = fields.Nested(UserSchema, required=True)
+    account_uuid = fields.String(load_default=None, allow_none=True)
+
+
 # --- The client -------------------------------------------------------------------
 
 
@@ -256,6 +290,28 @@ def _short(content: bytes | str | None, limit: int = 300) -> str:
         content = content.decode("utf-8", "replace")
     content = (content or "").strip().replace("\n", " ")
     return content[:limit] + ("…" if len(content) > limit else "")
+
+
+CREATED, REPAIRED, FINE, FAILED = "created", "repaired", "fine", "failed"
+
+
+@dataclass(frozen=True)
+class HookResult:
+    """What registering one scope's hook did."""
+
+    scope: str
+    action: str  # CREATED, REPAIRED, FINE or FAILED
+    hook: dict  # as created or found; only the scope when failed
+    problems: tuple[str, ...] = ()  # what was repaired (core.hooks' problem names)
+    error: BigCommerceError | None = None  # why it failed
+
+    @property
+    def ok(self) -> bool:
+        return self.action != FAILED
+
+
+def _direct(what: Callable[[], T]) -> T:
+    return what()
 
 
 class BigCommerceClient:
@@ -410,6 +466,46 @@ class BigCommerceClient:
     def delete_hook(self, hook_id: int) -> None:
         self._v3_data("DELETE", f"hooks/{int(hook_id)}", f"webhook {hook_id}")
 
+    def register_hooks(
+        self,
+        scopes: tuple[str, ...] | list[str],
+        destination: str,
+        secret: str,
+        *,
+        call: Callable[[Callable[[], T]], T] | None = None,
+        report: Callable[[HookResult], None] | None = None,
+    ) -> list[HookResult]:
+        """Create the hooks ``scopes`` need and repair ours that are wrong; idempotent.
+
+        ``call`` runs each request (the CLI waits out a 429 through it); ``report`` hears each
+        result as soon as it is known. A hook BigCommerce refuses is a failed result.
+
+        :raise BigCommerceError: a failure every other hook would meet too (token refused, rate
+            limit, BigCommerce unreachable): the results so far were reported.
+        """
+        call = call or _direct
+        results = []
+        for state in wanted.compare(scopes, destination, secret, call(self.list_hooks)):
+            try:
+                if state.hook is None:
+                    headers = {wanted.HEADER: secret}
+                    made = call(lambda s=state, h=headers: self.create_hook(scope=s.scope, destination=destination, headers=h))
+                    result = HookResult(state.scope, CREATED, made or {"scope": state.scope})
+                elif state.problems:
+                    changes = wanted.repair(state, destination, secret)
+                    call(lambda s=state, c=changes: self.update_hook(s.hook["id"], **c))
+                    result = HookResult(state.scope, REPAIRED, state.hook, state.problems)
+                else:
+                    result = HookResult(state.scope, FINE, state.hook)
+            except BigCommerceError as error:
+                if error.status in (401, 403, 429) or error.failure in (Failure.CONNECTION, Failure.TIMEOUT):
+                    raise
+                result = HookResult(state.scope, FAILED, {"scope": state.scope}, error=error)
+            results.append(result)
+            if report is not None:
+                report(result)
+        return results
+
     def fetch_order(self, order_id: int) -> dict | None:
         """The order's current state, or None when BigCommerce has no such order."""
         try:
@@ -427,3 +523,117 @@ class BigCommerceClient:
 
     def fetch_order_coupons(self, order_id: int) -> list[dict]:
         return self._get_list(f"orders/{order_id}/coupons", f"the coupons of order {order_id}", OrderCouponSchema())
+
+
+# --- The OAuth token exchange (app installs) ----------------------------------------------
+
+
+def exchange_code(
+    *,
+    login_url: str,
+    client_id: str,
+    client_secret: str,
+    code: str,
+    scope: str,
+    store_hash: str,
+    redirect_uri: str,
+    timeout: float,
+) -> dict:
+    """Trade an install's authorization code for the store's access token.
+
+    ``POST {login_url}/oauth2/token`` (form-encoded, as the ``bigcommerce`` package sends it).
+    Returns ``store_hash``, ``access_token``, ``scopes`` (a list), ``user`` and ``owner``
+    (``{id, email}``) and ``account_uuid``, checked: the answer is for ``stores/{store_hash}``.
+
+    :raise BigCommerceError: the login server refused (``status``), could not be reached or
+        did not answer in time (``failure``), or answered something unreadable
+        (``Failure.BAD_RESPONSE``). Its message and detail never hold the code or a secret.
+    """
+    context = f"stores/{store_hash}"
+    form = {
+        "client_id": client_id,
+        "client_secret": client_secret,
+        "code": code,
+        "context": context,
+        "scope": scope,
+        "grant_type": "authorization_code",
+        "redirect_uri": redirect_uri,
+    }
+    hidden = (code, client_secret)
+    url = f"{login_url.rstrip('/')}/oauth2/token"
+    try:
+        answer = requests.post(url, data=form, headers={"Accept": "application/json"}, timeout=timeout, allow_redirects=False)
+    except requests.Timeout:
+        raise BigCommerceError(
+            "BigCommerce's login server did not answer in time", failure=Failure.TIMEOUT, detail=f"no answer within {timeout:g} s"
+        ) from None
+    except requests.RequestException as error:
+        raise BigCommerceError(
+            f"Could not reach BigCommerce's login server: {type(error).__name__}",
+            failure=Failure.CONNECTION,
+            detail=_hide(_short(reason(error), 200), hidden),
+        ) from None
+    if answer.status_code != 200:
+        detail = _hide(_login_detail(answer.content), hidden)
+        raise BigCommerceError(
+            f"BigCommerce's login server answered {answer.status_code}" + (f": {detail}" if detail else ""),
+            status=answer.status_code,
+            detail=detail,
+        )
+    try:
+        found = answer.json()
+    except ValueError:
+        found = None
+    if not isinstance(found, dict):
+        raise BigCommerceError(
+            "BigCommerce's login server answered with a body that is not a JSON object",
+            failure=Failure.BAD_RESPONSE,
+            detail="the answer is not a JSON object",
+        )
+    try:
+        token = TokenAnswerSchema().load(found)
+    except ValidationError as error:
+        # Field names and marshmallow's sentences only: the values may hold the token.
+        problems = ", ".join(sorted(str(name) for name in error.messages)) if isinstance(error.messages, dict) else "the body"
+        raise BigCommerceError(
+            f"BigCommerce's login server sent a token answer we cannot read (check: {problems})",
+            failure=Failure.BAD_RESPONSE,
+            detail=f"unreadable fields: {problems}",
+        ) from None
+    if token["context"] != context:
+        raise BigCommerceError(
+            f"BigCommerce's login server answered for {token['context']}, not for {context}",
+            failure=Failure.BAD_RESPONSE,
+            detail=f"the answer names {token['context']}",
+        )
+    return {
+        "store_hash": store_hash,
+        "access_token": token["access_token"],
+        "scopes": token["scope"].split(),
+        "user": token["user"],
+        "owner": token["owner"],
+        "account_uuid": token["account_uuid"],
+    }
+
+
+def _login_detail(content: bytes) -> str:
+    """The login server's error sentence (``error``, ``error_description``, ``title``…), else its body, short."""
+    text = content.decode("utf-8", "replace")
+    try:
+        found = json.loads(text or "")
+    except ValueError:
+        found = None
+    if isinstance(found, dict):
+        words = [found.get(key) for key in ("error", "error_description", "title", "message")]
+        words = [word for word in words if isinstance(word, str) and word.strip()]
+        if words:
+            return _short(": ".join(dict.fromkeys(words)))
+    return _short(text, 200)
+
+
+def _hide(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with any of ``secrets`` the server echoed back cut out."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "…")
+    return text

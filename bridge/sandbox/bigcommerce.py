@@ -133,7 +133,7 @@ class SandboxBigCommerce(LocalServer):
         quota: int | None = None,
         window_ms: int = DEFAULT_WINDOW_MS,
         client_id: str = "sandbox-client-id",
-        client_secret: str = "sandbox-client-secret",
+        client_secret: str = "sandbox-client-secret-0123456789abcdef",  # as long as a real one: PyJWT warns under 32 bytes
         require_https_destinations: bool = True,
         latency: float = 0.0,
         clock=time.time,
@@ -545,14 +545,32 @@ class SandboxBigCommerce(LocalServer):
     # --- OAuth ----------------------------------------------------------------------------------
 
     def issue_code(
-        self, store_hash: str, scopes: list[str] | str, *, redirect_uri: str | None = None, user_email: str = "owner@example.com"
+        self,
+        store_hash: str,
+        scopes: list[str] | str,
+        *,
+        redirect_uri: str | None = None,
+        user_email: str = "owner@example.com",
+        user_id: int = 9_876_543,
+        owner: dict | None = None,
     ) -> str:
-        """An authorization code as the auth callback would receive it (single use)."""
+        """An authorization code as the auth callback would receive it (single use).
+
+        The installing user is ``user_id``/``user_email``; ``owner`` (``{id, email}``) is the
+        store's owner when another user installs (default: the installing user).
+        """
         code = "code-" + secrets.token_urlsafe(12)
         scope_list = scopes.split() if isinstance(scopes, str) else list(scopes)
+        user = {"id": user_id, "username": user_email, "email": user_email}
         with self._lock:
             self._store(store_hash)
-            self._codes[code] = {"store_hash": store_hash, "scopes": scope_list, "redirect_uri": redirect_uri, "email": user_email}
+            self._codes[code] = {
+                "store_hash": store_hash,
+                "scopes": scope_list,
+                "redirect_uri": redirect_uri,
+                "user": user,
+                "owner": {"username": owner.get("email"), **owner} if owner else user,
+            }
         return code
 
     def _oauth_token(self, request: Request) -> Response:
@@ -578,13 +596,12 @@ class SandboxBigCommerce(LocalServer):
             del self._codes[form["code"]]
             token = "sbx-" + secrets.token_hex(16)
             self.stores[grant["store_hash"]].tokens[token] = Token(self.client_id, frozenset(grant["scopes"]))
-        user = {"id": 9_876_543, "username": grant["email"], "email": grant["email"]}
         return json_response(
             {
                 "access_token": token,
                 "scope": " ".join(grant["scopes"]),
-                "user": user,
-                "owner": user,
+                "user": grant["user"],
+                "owner": grant["owner"],
                 "context": f"stores/{grant['store_hash']}",
                 "account_uuid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox/{self.client_id}")),
             }
