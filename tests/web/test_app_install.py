@@ -112,7 +112,10 @@ def nothing_stored(db, bigcommerce) -> bool:
 # --- Install: success ---------------------------------------------------------------------------
 
 
-def test_an_install_stores_the_encrypted_token_and_user_registers_hooks_and_says_what_is_left(client, db, bigcommerce, app_store, settings):
+def test_an_install_stores_the_encrypted_token_and_user_registers_hooks_and_says_what_is_left(
+    client, db, bigcommerce, app_store, settings, caplog
+):
+    caplog.set_level(logging.DEBUG)
     response = install(client, bigcommerce, user_id=USER_ID, user_email="owner@shop.test")
     assert response.status_code == 200, page(response)
     (token,) = issued_tokens(bigcommerce)
@@ -144,7 +147,8 @@ def test_an_install_stores_the_encrypted_token_and_user_registers_hooks_and_says
     assert 'href="/settings"' in text and "Refersion API key pair" in text and 'href="/"' in text
     assert "could not be registered" not in text
     for secret in (token, bigcommerce.client_secret, sent["code"], WEBHOOK_SECRET):
-        assert secret not in text
+        assert secret not in text and secret not in caplog.text
+    assert f"Store {APP_STORE} installed the app" in caplog.text
     assert signed_in(client)  # the links work inside the iframe
 
 
