@@ -142,8 +142,10 @@ def receive() -> Response:
     try:
         text = body.decode("utf-8")
         payload = json.loads(text)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+    except (UnicodeDecodeError, ValueError):
         return _error(400, "The body is not valid JSON.")
+    except RecursionError:  # only nesting exhausts the parser's stack, however deep the caller's stack is
+        return _error(400, f"The body nests deeper than {MAX_NESTING} levels.")
     if not _shallow(payload):
         return _error(400, f"The body nests deeper than {MAX_NESTING} levels.")
     if not _encodable(payload):
