@@ -12,6 +12,7 @@ from bridge.config import Settings
 from bridge.storage import db as database
 from bridge.storage.stores import StoreRegistry
 from bridge.web import app_install, auth, health, metrics, pages, status, webhooks
+from bridge.web import settings as settings_page
 from bridge.web.database import close_db
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(metrics.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(app_install.bp)
+    app.register_blueprint(settings_page.bp)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(Exception, _handle_unexpected)
     return app

@@ -16,9 +16,11 @@ from marshmallow import Schema, ValidationError, fields, pre_load, validate
 from bridge.schemas import STORE_HASH, Lenient, OrderId
 from bridge.storage import history, replays
 from bridge.storage.db import immediate
+from bridge.storage.stores import Store, StoreRegistry
 from bridge.web import chart
 from bridge.web.auth import require_viewer
 from bridge.web.database import get_db
+from bridge.web.settings import key_source
 
 bp = Blueprint("pages", __name__)
 
@@ -166,10 +168,22 @@ def _words() -> dict:
 @require_viewer(json=False)
 def status():
     db = get_db()
-    stores = [(store.store_hash, store.mode) for store in current_app.config["BRIDGE_STORES"].all(db)]
-    facts = history.status(db, stores, visible=_visible())
+    registry = current_app.config["BRIDGE_STORES"]
+    served = registry.all(db)
+    facts = history.status(db, [(store.store_hash, store.mode) for store in served], visible=_visible())
+    setups = {store.store_hash: _setup(registry, db, store) for store in served}
+    for store in facts["stores"]:
+        store["setup"] = setups[store["store_hash"]]
     days = history.daily(db, now=time.time(), stores=_visible())
     return render_template("status.html", facts=facts, chart=chart.chart(days), multistore=len(facts["stores"]) != 1)
+
+
+def _setup(registry: StoreRegistry, db, store: Store) -> dict:
+    """How a store is set up, from the registry the worker also asks: whose keys, dry run in force."""
+    return {
+        "key_source": key_source(registry.settings_of(db, store.store_hash)),
+        "dry_run": store.policy(current_app.config["BRIDGE_SETTINGS"].rules).dry_run,
+    }
 
 
 @bp.get("/orders")

@@ -14,112 +14,24 @@ Set ``BRIDGE_UPDATE_SCREENSHOT=1`` to also write ``docs/status-page.png`` for th
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from werkzeug.serving import make_server
 
 from bridge.web.app import create_app
+from tests.browser.framing import PARENT_HOST, chromium_in_a_frame, free_port, open_control_panel
 from tests.conftest import STORE_HASH
 from tests.web import status_data
 from tests.web.test_pages import ADMIN_TOKEN, SECRETS, SESSION_SECRET
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("BRIDGE_CHROMIUM", "/usr/bin/chromium")
-PARENT_HOST = "store-abc.mybigcommerce.com"
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "status-page.png"
-CHROMIUM_FLAGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--ignore-certificate-errors",
-    "--host-resolver-rules=MAP *.mybigcommerce.com 127.0.0.1",
-]
-
-
-def _browser_or_skip():
-    """Playwright's sync API, or a loud skip saying why the browser cannot run here."""
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.skip(f"BROWSER TEST NOT RUN: no Chromium at {CHROMIUM} (apt-get install -y chromium chromium-driver; .ci/run does)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as error:  # pragma: no cover - the test extra installs it
-        pytest.skip(f"BROWSER TEST NOT RUN: Playwright is not installed ({error}); pip install -e '.[test]'")
-    return sync_playwright
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory) -> tuple[str, str]:
-    """A throwaway self-signed certificate for 127.0.0.1 and the parent's name."""
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", f"subjectAltName=IP:127.0.0.1,DNS:{PARENT_HOST}", "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return str(cert), str(key)
-
-
-class Served:
-    """A WSGI app on a real HTTPS port, in a thread."""
-
-    def __init__(self, app, certificate, port: int = 0):
-        self.server = make_server("127.0.0.1", port, app, threaded=True, ssl_context=certificate)
-        self.port = self.server.server_port
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def parent_page(bridge_url: str):
-    """The "control panel": a page of another site that frames the bridge."""
-    html = f"""<!doctype html><html><head><meta charset="utf-8"><title>Store control panel</title>
-<style>body{{margin:0;font:14px system-ui,sans-serif;background:#f6f7f9}}
-header{{height:48px;background:#313440;color:#fff;display:flex;align-items:center;padding:0 16px;font-weight:600}}
-nav{{position:absolute;top:48px;left:0;width:150px;bottom:0;background:#fff;border-right:1px solid #d9dce9;
-padding:12px;color:#5e637a;line-height:2}}
-iframe{{position:absolute;top:48px;left:175px;width:calc(100% - 175px);height:1480px;border:0}}</style></head>
-<body><header>store-abc · Control panel › Apps › Refersion bridge</header>
-<nav>Home<br>Orders<br>Products<br>Customers<br>Storefront<br>Marketing<br>Analytics<br><b>Apps</b><br>Settings</nav>
-<iframe id="bridge" title="Refersion bridge" src="{bridge_url}/login"></iframe></body></html>"""
-
-    def app(environ, start_response):
-        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
-        return [html.encode()]
-
-    return app
-
-
-def _free_port(preferred: int) -> int:
-    """``preferred`` (443, the control panel's own port, so its CSP rule applies as is) when it can be bound."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", preferred))
-            return preferred
-        except OSError:
-            probe.bind(("127.0.0.1", 0))
-            return probe.getsockname()[1]
 
 
 def test_sign_in_read_and_retry_inside_a_cross_site_frame(tmp_path, make_settings, make_worker, clock, bigcommerce, refersion, certificate):
-    sync_playwright = _browser_or_skip()
-    parent_port = _free_port(443)
+    parent_port = free_port(443)
     parent_origin = f"https://{PARENT_HOST}" + ("" if parent_port == 443 else f":{parent_port}")
     extra = {} if parent_port == 443 else {"server_frame_ancestors": parent_origin}  # CSP host sources without a port mean 443
     settings = make_settings(server_admin_token=ADMIN_TOKEN, server_session_secret=SESSION_SECRET, **extra)
@@ -128,33 +40,12 @@ def test_sign_in_read_and_retry_inside_a_cross_site_frame(tmp_path, make_setting
     ids = status_data.month(
         app.test_client(), worker, clock, bigcommerce, refersion, make_worker(make_settings(rules_dry_run="true", **extra))
     )
-    bridge = Served(app, certificate)
-    bridge_url = f"https://127.0.0.1:{bridge.port}"
-    parent = Served(parent_page(bridge_url), certificate, port=parent_port)
-    try:
-        with sync_playwright() as playwright:
-            try:
-                browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS, timeout=15_000)
-            except Exception as error:
-                pytest.skip(f"BROWSER TEST NOT RUN: Chromium at {CHROMIUM} would not start: {error}")
-            try:
-                _drive(browser, tmp_path, parent_origin, bridge_url, ids, worker, clock)
-            finally:
-                browser.close()
-    finally:
-        parent.stop()
-        bridge.stop()
+    with chromium_in_a_frame(app, certificate, parent_port) as (browser, bridge_url):
+        _drive(browser, tmp_path, parent_origin, bridge_url, ids, worker, clock)
 
 
 def _drive(browser, tmp_path, parent_origin, bridge_url, ids, worker, clock):
-    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1360, "height": 1528})
-    page = context.new_page()
-    page.set_default_timeout(8_000)
-    # A style or script the CSP blocks shows only as a console message: collect them all.
-    console = []
-    page.on("console", lambda message: console.append(message.text))
-    page.goto(f"{parent_origin}/")
-    frame = page.frame_locator("#bridge")
+    context, page, frame, console = open_control_panel(browser, parent_origin)
 
     # Sign in inside the frame: the Partitioned session cookie must come back on the next request.
     frame.locator("#token").fill(ADMIN_TOKEN)
@@ -193,8 +84,7 @@ def _drive(browser, tmp_path, parent_origin, bridge_url, ids, worker, clock):
     assert f"Order #{ids['dead']}: re-queued 1 delivery" in frame.locator(".flash-ok").inner_text()
     assert frame.locator(".story-head .badge").inner_text() == "Waiting"
     page.screenshot(path=str(tmp_path / "order-retried.png"), full_page=True)
-    # The web re-queued it at the real time; the worker's clock may have fallen behind that.
-    clock.now = max(clock.now, time.time()) + 1
+    clock.now = max(clock.now, time.time()) + 1  # the retry was stamped with the real time, however long the browser took
     worker.run_until_idle()
     bridge_frame.goto(f"{bridge_url}/orders/{ids['dead']}?store={STORE_HASH}")
     assert frame.locator(".story-head .badge").inner_text() == "Reported"
