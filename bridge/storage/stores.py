@@ -286,7 +286,7 @@ def installs(db: Database) -> list[dict]:
         db.execute(
             """
             SELECT store_hash, scopes, installed_by, installed_at, uninstalled_at FROM stores
-            WHERE mode = ? ORDER BY store_hash
+            WHERE mode = ? AND installed_at IS NOT NULL ORDER BY store_hash
             """,
             [APP],
         )
