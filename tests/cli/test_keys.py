@@ -195,6 +195,16 @@ def test_start_up_refuses_stored_secrets_it_cannot_read(environ, stored, command
     assert "Worker" not in result.stderr  # nothing started
 
 
+@pytest.mark.parametrize("command", [["hooks", "list"], ["orders", "list"]])
+def test_other_commands_reading_stored_secrets_say_so_in_one_line(bridge, stored, command):
+    result = bridge(*command, server_encryption_key=None)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[-1].startswith(
+        "config error: the database holds encrypted secrets but server.encryption_key is not set"
+    )
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not a crash
+
+
 @pytest.mark.parametrize("key", [None, OTHER_KEY], ids=["missing key", "wrong key"])
 def test_the_app_and_the_worker_refuse_too(stored, make_settings, key):
     settings = make_settings(server_encryption_key=key)
