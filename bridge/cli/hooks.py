@@ -21,6 +21,7 @@ from bridge.core.retry import Failure
 from bridge.core.scopes import SCOPE_NAMES
 from bridge.storage import db as database
 from bridge.storage.stores import APP, Store, StoreRegistry
+from bridge.storage.vault import VaultError
 
 T = TypeVar("T")
 
@@ -44,6 +45,9 @@ def stores_or_exit(ctx: click.Context, settings: Settings, store_hash: str | Non
         db = None
     try:
         stores = StoreRegistry(settings).all(db)
+    except VaultError as error:
+        click.echo(f"config error: {error}", err=True)
+        ctx.exit(2)
     finally:
         if db is not None:
             db.close()

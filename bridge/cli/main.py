@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bridge.cli import check, demo, hooks, orders, run, send_webhook
+from bridge.cli import check, demo, hooks, keys, orders, run, send_webhook
 from bridge.cli.common import BridgeGroup, command_name
 
 
@@ -29,6 +29,7 @@ for command in (
     run.worker,
     check.check,
     hooks.hooks,
+    keys.keys,
     send_webhook.send_test_webhook,
     orders.orders,
     orders.replay,

@@ -31,15 +31,26 @@ class Received:
     at: float = field(default_factory=time.time)
     duplicate: bool = False  # the order id had already been accepted
 
+    @property
+    def keys(self) -> tuple[str | None, str | None]:
+        """The key pair the request carried: (public key, secret key)."""
+        return self.headers.get("Refersion-Public-Key"), self.headers.get("Refersion-Secret-Key")
+
 
 class SandboxRefersion(LocalServer):
-    """Refersion's inbound paid-order webhook and REST v2, checking the key pair."""
+    """Refersion's inbound paid-order webhook and REST v2, checking the key pair.
+
+    The pair it is created with is accepted, and any added with ``add_keys`` (several
+    merchants' accounts); every accepted request keeps its headers, so a test can tell
+    which pair it carried (``Received.keys``).
+    """
 
     def __init__(self, public_key: str = "pub_test_4a2b", secret_key: str = "sec_test_9f8e7d6c5b4a", *, latency: float = 0.0):
         super().__init__(latency=latency)
-        self.public_key = public_key
+        self.public_key = public_key  # the first pair; tests may change it to refuse the old one
         self.secret_key = secret_key
         self._initial_keys = (public_key, secret_key)
+        self._other_keys: set[tuple[str, str]] = set()
         self._seed()
 
     def _seed(self) -> None:
@@ -53,10 +64,11 @@ class SandboxRefersion(LocalServer):
         self._next_conversion = 11_900_000
 
     def reset(self) -> None:
-        """Back to its first key pair and seeded affiliates, with nothing received, recorded or injected."""
+        """Back to its first key pair only and seeded affiliates, with nothing received, recorded or injected."""
         with self._lock:
             super().reset()
             self.public_key, self.secret_key = self._initial_keys
+            self._other_keys.clear()
             self._seed()
 
     @property
@@ -80,6 +92,22 @@ class SandboxRefersion(LocalServer):
     def attempts(self) -> int:
         """Every POST to the paid-order webhook, answered or not."""
         return len(self.calls(r"^/tracker/orders/paid$", "POST"))
+
+    def add_keys(self, public_key: str, secret_key: str) -> None:
+        """Accept another key pair too (another merchant's account), besides the first pair."""
+        with self._lock:
+            self._other_keys.add((public_key, secret_key))
+
+    def remove_keys(self, public_key: str, secret_key: str) -> None:
+        """Stop accepting a pair added with ``add_keys`` (its account revoked the keys)."""
+        with self._lock:
+            self._other_keys.discard((public_key, secret_key))
+
+    def accepts(self, public_key: str | None, secret_key: str | None) -> bool:
+        """Whether requests with this key pair are let in."""
+        with self._lock:
+            pair = (public_key, secret_key)
+            return pair == (self.public_key, self.secret_key) or pair in self._other_keys
 
     def add_affiliate(self, id: int, code: str, first_name: str = "Test", last_name: str = "Affiliate", **fields: Any) -> dict:
         with self._lock:
@@ -115,7 +143,7 @@ class SandboxRefersion(LocalServer):
             return json_response({"error": "Not found"}, 404)
         if request.method != "POST":
             return json_response({"error": "Method not allowed"}, 405)
-        if request.headers.get("Refersion-Public-Key") != self.public_key or request.headers.get("Refersion-Secret-Key") != self.secret_key:
+        if not self.accepts(request.headers.get("Refersion-Public-Key"), request.headers.get("Refersion-Secret-Key")):
             return json_response(BAD_KEYS, 401)
         body = read_json(request)
         if body is None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
+from bridge import logs
 from bridge.config import Settings
 from bridge.core.rules import Policy
 from bridge.storage.db import rows
@@ -91,10 +92,15 @@ class StoreRegistry:
         plain = self._plain.get(stored)
         if plain is None:
             plain = self.vault.decrypt(stored)
+            logs.redact(plain)  # before anything can log it
             if len(self._plain) > 1000:
                 self._plain.clear()
             self._plain[stored] = plain
         return plain
+
+    def _encrypt(self, secret: str) -> str:
+        logs.redact(secret)
+        return self.vault.encrypt(secret)
 
     def _store(self, store_hash: str, row: dict | None) -> Store | None:
         bc, ref = self._settings.bigcommerce, self._settings.refersion
@@ -147,7 +153,7 @@ class StoreRegistry:
             {
                 "hash": store_hash,
                 "mode": APP,
-                "token": self.vault.encrypt(access_token),
+                "token": self._encrypt(access_token),
                 "scopes": " ".join(scopes),
                 "by": user.get("email"),
                 "now": now,
@@ -179,7 +185,7 @@ class StoreRegistry:
         if public_key is not KEEP:
             changes["refersion_public_key"] = public_key
         if secret_key is not KEEP:
-            changes["refersion_secret_key"] = self.vault.encrypt(secret_key) if secret_key is not None else None
+            changes["refersion_secret_key"] = self._encrypt(secret_key) if secret_key is not None else None
         if public_key is None or secret_key is None:
             changes["refersion_public_key"] = changes["refersion_secret_key"] = None
         if dry_run is not KEEP:
@@ -280,7 +286,7 @@ def installs(db: Database) -> list[dict]:
         db.execute(
             """
             SELECT store_hash, scopes, installed_by, installed_at, uninstalled_at FROM stores
-            WHERE mode = ? ORDER BY store_hash
+            WHERE mode = ? AND installed_at IS NOT NULL ORDER BY store_hash
             """,
             [APP],
         )

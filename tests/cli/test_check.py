@@ -1,9 +1,15 @@
 """``bridge check`` against the sandbox: every probe, its error paths and the exit codes."""
 
+import re
 import socket
 
+import pytest
+
+from bridge.config import load_settings
+from bridge.storage.db import connect, immediate
+from bridge.storage.stores import StoreRegistry
 from tests.cli.conftest import our_hooks
-from tests.conftest import STORE_HASH
+from tests.conftest import BC_TOKEN, ENCRYPTION_KEY, REFERSION_PUBLIC, REFERSION_SECRET, STORE_HASH, install_store
 
 ALL_GOOD = (
     f"All good: store Sandbox Store {STORE_HASH} ({STORE_HASH}, {STORE_HASH}.sandbox.example) readable, "
@@ -11,8 +17,11 @@ ALL_GOOD = (
 )
 
 
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d [\d:,]+ )?(INFO|WARNING) ")
+
+
 def problems(result) -> list[str]:
-    return [line for line in result.output.splitlines() if not line.startswith(("INFO", "WARNING"))]
+    return [line for line in result.output.splitlines() if not LOG_LINE.match(line)]
 
 
 def test_all_good_once_the_hooks_are_registered(bridge, sandbox):
@@ -179,3 +188,154 @@ def test_a_config_error_exits_2_with_one_line_per_problem(bridge, sandbox):
     assert result.exit_code == 2
     assert "webhooks.secret" in result.output and "refersion.public_key" in result.output
     assert not sandbox.bigcommerce.requests
+
+
+# --- App installs: several stores, each with its own token and key pair ------------------------
+
+APP_TOKENS = {"appone": "app-token-one-4e8a1c2b7d903f56", "apptwo": "app-token-two-9b1d3f5a7c2e0846"}
+OWN_PAIR = ("pub_own_apptwo", "sec_own_apptwo_5c8e2a4f61")
+APP_MODE = {
+    "bigcommerce_client_id": "app-client-id-0001",
+    "bigcommerce_client_secret": "app-client-secret-0123456789",
+    "server_encryption_key": ENCRYPTION_KEY,
+}
+NO_CONFIGURED_STORE = {"bigcommerce_store_hash": None, "bigcommerce_access_token": None}
+
+
+@pytest.fixture
+def installed(sandbox, sandbox_environ):
+    """Two app installs the sandbox knows (each its own token); apptwo has its own Refersion pair."""
+    settings = load_settings(None, environ={**sandbox_environ, "BRIDGE_SERVER_ENCRYPTION_KEY": ENCRYPTION_KEY})
+    for store_hash, token in APP_TOKENS.items():
+        sandbox.bigcommerce.add_store(store_hash, token)
+        install_store(settings, store_hash, access_token=token)
+    db = connect(settings.database.path)
+    try:
+        with immediate(db):
+            StoreRegistry(settings).save_settings(db, store_hash="apptwo", now=1.0, public_key=OWN_PAIR[0], secret_key=OWN_PAIR[1])
+    finally:
+        db.close()
+    sandbox.refersion.add_keys(*OWN_PAIR)
+    return settings
+
+
+def app_bridge(bridge, *args, **changes):
+    result = bridge(*args, **{**APP_MODE, **changes})
+    for secret in (*APP_TOKENS.values(), OWN_PAIR[1]):
+        assert secret not in result.output
+    return result
+
+
+def test_app_stores_are_checked_with_their_own_token_and_key_pair(bridge, sandbox, installed):
+    assert app_bridge(bridge, "hooks", "register").exit_code == 0
+    sandbox.bigcommerce.requests.clear()
+    result = app_bridge(bridge, "check")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == (
+        f"All good: store Sandbox Store {STORE_HASH} ({STORE_HASH}, {STORE_HASH}.sandbox.example), "
+        "store Sandbox Store appone (appone, appone.sandbox.example), store Sandbox Store apptwo (apptwo, apptwo.sandbox.example) "
+        "readable, 5 hooks active, 6 hooks active, 6 hooks active, Refersion keys accepted, database writable."
+    )
+    tokens = {STORE_HASH: BC_TOKEN, **APP_TOKENS}
+    for store_hash, token in tokens.items():
+        sent = sandbox.bigcommerce.calls(rf"^/stores/{store_hash}/")
+        assert sent and {request.headers["X-Auth-Token"] for request in sent} == {token}
+    pairs = [
+        (request.headers["Refersion-Public-Key"], request.headers["Refersion-Secret-Key"])
+        for request in sandbox.refersion.calls(r"/v2/affiliate/list", "POST")
+    ]
+    assert sorted(pairs) == sorted([(REFERSION_PUBLIC, REFERSION_SECRET), OWN_PAIR])  # one probe per pair; appone shares the config's
+
+
+def test_an_app_store_without_any_key_pair_is_a_problem_not_a_crash(bridge, sandbox, installed):
+    changes = {**NO_CONFIGURED_STORE, "refersion_public_key": None, "refersion_secret_key": None}
+    assert app_bridge(bridge, "hooks", "register", **changes).exit_code == 0
+    result = app_bridge(bridge, "check", **changes)
+    assert result.exit_code == 1, result.output
+    assert problems(result) == [
+        "store appone: No Refersion key pair is set for this store: enter it on the settings page "
+        "(or set refersion.public_key and secret_key).",
+        "1 problem found.",
+    ]
+
+
+def _revoke_token(sandbox) -> None:
+    del sandbox.bigcommerce.stores["appone"].tokens[APP_TOKENS["appone"]]
+
+
+def _revoke_own_pair(sandbox) -> None:
+    sandbox.refersion.remove_keys(*OWN_PAIR)
+
+
+@pytest.mark.parametrize(
+    ("revoke", "line"),
+    [
+        (
+            _revoke_token,
+            "store appone: BigCommerce refused the app's access token (401): the store's owner must install the app again "
+            "(Apps › My Apps in the control panel) for the bridge to get a new one.",
+        ),
+        (
+            _revoke_own_pair,
+            "store apptwo: Refersion refused the store's own key pair (401): copy them again from Refersion › Account › "
+            "Settings › Refersion API on the store's settings page.",
+        ),
+    ],
+    ids=["app token", "store's own key pair"],
+)
+def test_a_refused_app_credential_says_what_the_store_owner_must_do(bridge, sandbox, installed, revoke, line):
+    app_bridge(bridge, "hooks", "register")
+    revoke(sandbox)
+    result = app_bridge(bridge, "check")
+    assert result.exit_code == 1
+    assert problems(result) == [line, "1 problem found."]
+
+
+def test_stored_secrets_the_key_cannot_read_are_a_problem_and_the_configured_store_is_still_checked(bridge, sandbox, installed):
+    app_bridge(bridge, "hooks", "register")
+    result = bridge("check", server_encryption_key=None)
+    assert result.exit_code == 1
+    assert problems(result) == [
+        "The installed stores cannot be checked: the database holds encrypted secrets but server.encryption_key is not set: "
+        "set it to the key (or list of keys) they were encrypted with.",
+        "1 problem found.",
+    ]
+    assert sandbox.bigcommerce.calls(rf"^/stores/{STORE_HASH}/v2/store$")
+
+
+def test_app_mode_with_no_install_yet_checks_the_rest(bridge, sandbox):
+    result = app_bridge(bridge, "check", **NO_CONFIGURED_STORE)
+    assert result.exit_code == 0, result.output
+    assert problems(result) == ["All good: Refersion keys accepted, database writable, no store has installed the app yet."]
+    assert not sandbox.bigcommerce.requests
+
+
+def test_app_credentials_without_an_encryption_key_cannot_store_installs(bridge):
+    result = app_bridge(bridge, "check", server_encryption_key=None, **NO_CONFIGURED_STORE)
+    assert result.exit_code == 1
+    assert problems(result) == [
+        "bigcommerce.client_id and bigcommerce.client_secret are set for app installs, but server.encryption_key is not: "
+        "installs cannot be stored (their access tokens are kept encrypted with it); generate a key with "
+        "`cli keys generate` and set it (BRIDGE_SERVER_ENCRYPTION_KEY).",
+        "1 problem found.",
+    ]
+
+
+@pytest.mark.parametrize("public_url", [None, "http://bridge.example.com"])
+def test_app_credentials_without_an_https_public_url_cannot_take_the_oauth_redirect(bridge, public_url):
+    result = app_bridge(bridge, "check", server_public_url=public_url, **NO_CONFIGURED_STORE)
+    assert result.exit_code == 1
+    redirect = f"{public_url or '{server.public_url}'}/bigcommerce/auth"
+    assert problems(result)[1:] == [
+        "bigcommerce.client_id and bigcommerce.client_secret are set for app installs, but server.public_url is not an "
+        f"https URL: the OAuth redirect cannot work (BigCommerce sends the installing owner to {redirect}); set it to the "
+        "https address of the app's callback URLs in the Developer Portal.",
+        "2 problems found.",
+    ]
+    assert problems(result)[0].startswith("server.public_url")  # the hooks' problem, as in single-store mode
+
+
+def test_without_app_credentials_nothing_is_said_about_app_installs(bridge):
+    bridge("hooks", "register")
+    result = bridge("check", server_encryption_key=None)
+    assert result.exit_code == 0 and result.output.strip() == ALL_GOOD

@@ -25,7 +25,7 @@ def test_every_command_has_help(command):
 
 
 def test_the_commands_of_this_version():
-    assert sorted(cli.commands) == ["check", "demo", "hooks", "orders", "replay", "send-test-webhook", "serve", "web", "worker"]
+    assert sorted(cli.commands) == ["check", "demo", "hooks", "keys", "orders", "replay", "send-test-webhook", "serve", "web", "worker"]
 
 
 def run_bridge(args, env):
@@ -125,6 +125,7 @@ def _bad_port_config(tmp_path, name):
 # Groups and commands that need more words.
 FULL_COMMAND = {
     "hooks": ["hooks", "list"],
+    "keys": ["keys", "rotate"],
     "orders": ["orders", "list"],
     "replay": ["replay", "--dead"],
     "send-test-webhook": ["send-test-webhook", "1"],

@@ -285,6 +285,27 @@ def test_refersion_accepts_a_paid_order_and_refuses_wrong_keys(sandbox):
     assert sandbox.refersion.order_ids == ["101"] and sandbox.refersion.attempts() == 3
 
 
+def test_refersion_accepts_several_key_pairs_and_records_which_each_request_carried(sandbox):
+    refersion = sandbox.refersion
+    other = RefersionClient(orders_url=refersion.orders_url, public_key="pub_other_77", secret_key="sec_other_0123456789", timeout=2)
+    assert other.post_paid_order(json.dumps(PAID)).status == 401  # not added yet
+    refersion.add_keys("pub_other_77", "sec_other_0123456789")
+    assert other.post_paid_order(json.dumps({**PAID, "order_id": "102"})).status == 200
+    assert refersion_client(sandbox).post_paid_order(json.dumps(PAID)).status == 200  # the first pair still works
+    mixed = RefersionClient(orders_url=refersion.orders_url, public_key=REFERSION_PUBLIC, secret_key="sec_other_0123456789", timeout=2)
+    assert mixed.post_paid_order(json.dumps(PAID)).status == 401  # a pair, not any public key with any secret
+    assert [(r.body["order_id"], r.keys) for r in refersion.received] == [
+        ("102", ("pub_other_77", "sec_other_0123456789")),
+        ("101", (REFERSION_PUBLIC, REFERSION_SECRET)),
+    ]
+    refersion.remove_keys("pub_other_77", "sec_other_0123456789")
+    assert other.post_paid_order(json.dumps(PAID)).status == 401
+    refersion.add_keys("pub_other_77", "sec_other_0123456789")
+    refersion.reset()
+    assert other.post_paid_order(json.dumps(PAID)).status == 401  # reset keeps only the first pair
+    assert refersion_client(sandbox).post_paid_order(json.dumps(PAID)).status == 200
+
+
 def test_refersion_failures_and_slowness(sandbox):
     refersion = sandbox.refersion
     client = refersion_client(sandbox)
