@@ -31,7 +31,7 @@ PLACEHOLDER = re.compile(r"change.?me|replace.?me|placeholder|example|dummy|your
 GENERATE = "generate one with python -c 'import secrets; print(secrets.token_urlsafe(32))'"
 FROM_REFERSION = "copy the key pair from Refersion › Account › Settings › Refersion API"
 FROM_BIGCOMMERCE = "copy it from the store's API account (Settings › Store-level API accounts)"
-GENERATE_FERNET = "generate one with python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
+GENERATE_FERNET = "generate one with `bridge keys generate`"
 ORIGIN_ERROR = "{input!r} is not an origin (scheme://host[:port], no path, as in https://shop.example.com)."
 
 

@@ -70,8 +70,12 @@ def load_settings_or_exit(ctx: click.Context) -> Settings:
         click.echo(str(error), err=True)
         ctx.exit(2)
     configure_logging(settings.secrets())
-    if not settings.bigcommerce.store_hash:
-        log.warning("No store is configured (bigcommerce.store_hash and bigcommerce.access_token): webhooks will be recorded as ignored")
+    bc = settings.bigcommerce
+    if not bc.store_hash and not (bc.client_id and bc.client_secret):
+        log.warning(
+            "No store is configured (bigcommerce.store_hash and access_token) and app installs are off "
+            "(bigcommerce.client_id and client_secret): webhooks will be recorded as ignored"
+        )
     if settings.rules.dry_run:
         log.warning("Dry run (rules.dry_run): orders are evaluated and recorded, nothing is sent to Refersion")
     return settings

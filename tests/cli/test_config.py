@@ -172,7 +172,7 @@ def test_the_new_keys_are_validated():
         "config error: rules.channel_ids: 0 is not a channel id (a whole number, 1 or more; 1 is the storefront).",
         "config error: rules.report_gift_certificates: Not a valid boolean.",
         "config error: server.encryption_key: item 2: Not a Fernet key (URL-safe base64 of 32 bytes); generate one with "
-        "python -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'.",
+        "`bridge keys generate`.",
         "config error: server.frame_ancestors: 'https://admin.example.org/' is not an origin "
         "(scheme://host[:port], no path, as in https://shop.example.com).",
         "config error: storefront.allowed_origins: 'https://*.shop.test' is not an origin "
