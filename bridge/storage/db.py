@@ -261,3 +261,23 @@ def m003_app_installs(db: Database) -> None:
         )
         """
     )
+
+
+@migrations()
+def m004_chores(db: Database) -> None:
+    """The worker's periodic chores, per store, with their memory across restarts (see storage/chores.py)."""
+    db.execute(
+        """
+        CREATE TABLE chores (
+            name TEXT NOT NULL,
+            store_hash TEXT NOT NULL,
+            due_at REAL NOT NULL,
+            state TEXT NOT NULL DEFAULT '{}',
+            lease_owner TEXT,
+            lease_until REAL,
+            last_run_at REAL,
+            last_error TEXT,
+            PRIMARY KEY (name, store_hash)
+        )
+        """
+    )

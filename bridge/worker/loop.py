@@ -18,16 +18,18 @@ from collections.abc import Callable
 
 from bridge.config import Settings
 from bridge.core.retry import Failure, classify
+from bridge.storage import chores as chore_rows
 from bridge.storage import db as database
 from bridge.storage import inbox, outbox, pauses
 from bridge.storage.db import immediate
 from bridge.storage.queue import LEASES, Leases
-from bridge.worker import deliver, evaluate
+from bridge.worker import chores, deliver, evaluate
 from bridge.worker.context import Context
 
 log = logging.getLogger(__name__)
 
 RESUME_CHECK_SECONDS = 10.0
+CHORE_CHECK_SECONDS = 1.0  # how often an idle worker looks for a due chore (a claim takes the write lock)
 MAX_IDLE_WAIT = 1.0  # seconds: the loop never waits longer than this, so a stop is noticed at once
 
 
@@ -54,6 +56,7 @@ class Worker:
         self.ctx = Context(settings, db=database.connect(settings.database.path), clock=clock, rng=rng, owner=self.owner, leases=leases)
         self.db = self.ctx.db
         self._last_resume_check = float("-inf")
+        self._next_chore_check = float("-inf")
 
     def run(self, stop: threading.Event) -> None:
         """Work until ``stop`` is set; the item in hand is finished first."""
@@ -84,11 +87,17 @@ class Worker:
             log.info("Worker %s stopped", self.owner)
 
     def run_once(self) -> bool:
-        """Handle at most one evaluation and one delivery; True when there was work."""
+        """Handle at most one evaluation, one delivery and one due chore; True when there was work."""
         if self.ctx.clock() - self._last_resume_check >= RESUME_CHECK_SECONDS:
             self.resume_changed_credentials()
+            chores.schedule_all(self.ctx)  # stores installed since get their chores
         worked = evaluate.handle_next(self.ctx)
-        return deliver.handle_next(self.ctx) or worked
+        worked = deliver.handle_next(self.ctx) or worked
+        if self.ctx.clock() >= self._next_chore_check:
+            ran = chores.run_next(self.ctx)
+            self._next_chore_check = self.ctx.clock() if ran else self.ctx.clock() + CHORE_CHECK_SECONDS
+            worked = ran or worked
+        return worked
 
     def run_until_idle(self, limit: int = 10_000) -> int:
         """Work until nothing is due (for tests and one-off runs); returns rounds that worked."""
@@ -114,6 +123,7 @@ class Worker:
                     for row in table.held(self.db, owner=self.owner):
                         columns = self.ctx.failure_columns(row["attempts"] + 1, classify(None, Failure.INTERNAL), None, error)
                         table.settle(self.db, [row["id"]], owner=self.owner, **columns)
+                chore_rows.release(self.db, owner=self.owner)
         except Exception:
             # Nothing sensible is left to do here: stop, so the leases run out and a
             # restarted worker takes the work up (crash-only).
@@ -130,6 +140,7 @@ class Worker:
                     with immediate(db):
                         for table in (inbox.events, outbox.deliveries):
                             table.renew(db, owner=self.owner, now=time.time(), lease=self.leases.lease_seconds)
+                        chore_rows.renew(db, owner=self.owner, now=time.time(), lease=self.leases.lease_seconds)
                 except Exception:
                     log.exception("Lease heartbeat failed")
         finally:
