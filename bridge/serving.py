@@ -91,6 +91,9 @@ class BridgeThreadWorker(ThreadWorker):
         self.enqueue_req(_Connection(self.cfg, client_sock, client_addr, listener.getsockname()))
 
 
+ACCESS_LOG_FORMAT = '%(h)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+
+
 class WebServer(BaseApplication):
     """gunicorn, configured from the bridge's settings instead of its command line.
 
@@ -114,6 +117,9 @@ class WebServer(BaseApplication):
             "timeout": 30,
             "graceful_timeout": 20,
             "accesslog": "-",
+            # The path without its query: the app callbacks carry a signed JWT or an OAuth code
+            # there, and gunicorn's default line (the request line, referrer, agent) would log them.
+            "access_log_format": ACCESS_LOG_FORMAT,
             "errorlog": "-",
             "loglevel": "info",
             "proc_name": "bridge-web",

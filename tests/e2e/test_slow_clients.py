@@ -117,3 +117,13 @@ def test_connections_that_stall_mid_request_are_dropped_without_holding_up_other
     wait_for(lambda: "Dropped a connection that stalled for 1 s mid-request" in process.output, timeout=5)
     assert "Traceback" not in process.output
     assert process.stop(signal.SIGTERM, timeout=30) == 0, process.output
+
+
+def test_the_access_log_keeps_no_query_string(web_process):
+    """The app callbacks carry a signed JWT or an OAuth code in the query: never in a log line."""
+    port, process = web_process()
+    for path in ("/bigcommerce/load?signed_payload_jwt=eyJSECRETJWT.x.y", "/bigcommerce/auth?code=SECRETCODE42&scope=x&context=stores/a"):
+        requests.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+    wait_for(lambda: "/bigcommerce/auth" in process.output, timeout=10)
+    assert '"GET /bigcommerce/load HTTP/1.1" 503' in process.output  # app installs are not set up here
+    assert "SECRETJWT" not in process.output and "SECRETCODE42" not in process.output
