@@ -281,3 +281,9 @@ def m004_chores(db: Database) -> None:
         )
         """
     )
+
+
+@migrations()
+def m005_used_jwts(db: Database) -> None:
+    """The ids (``jti``) of the app callbacks' signed payloads already used, until they expire."""
+    db.execute("CREATE TABLE used_jwts (jti TEXT PRIMARY KEY, expires_at REAL NOT NULL)")

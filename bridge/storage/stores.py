@@ -309,3 +309,14 @@ def is_installed(db: Database, store_hash: str) -> bool:
         [store_hash, APP],
     ).fetchone()
     return found is not None
+
+
+def spend_jwt(db: Database, *, jti: str, expires_at: float, now: float) -> bool:
+    """Record a signed payload's id as used; False when it was used before (call in a transaction).
+
+    BigCommerce signs load, uninstall and remove-user payloads alike: a payload that worked
+    once must not work again, on the same callback or another one.
+    """
+    db.execute("DELETE FROM used_jwts WHERE expires_at < ?", [now])
+    cursor = db.execute("INSERT INTO used_jwts (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING", [jti, expires_at])
+    return cursor.rowcount > 0

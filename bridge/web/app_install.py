@@ -39,7 +39,7 @@ bp = Blueprint("app_install", __name__)
 
 JWT_ALGORITHMS = ["HS256"]  # what BigCommerce signs with; HS512 and "none" are refused
 JWT_LEEWAY = 60  # seconds of clock skew allowed on exp, nbf and iat
-JWT_REQUIRED = ["exp", "iat", "sub", "aud"]
+JWT_REQUIRED = ["exp", "iat", "sub", "aud", "jti"]
 MAX_JWT_LENGTH = 8192
 MAX_CODE_LENGTH = 1024
 INSTALL_HOOKS_BUDGET = 15.0  # seconds of hook calls in the install request (gunicorn stops a request at 30 s)
@@ -89,6 +89,9 @@ class SignedPayloadSchema(Lenient):
     """The claims of a ``signed_payload_jwt`` the bridge reads (the signature and times are PyJWT's)."""
 
     store_hash = StoreContext(required=True, data_key="sub")
+    jti = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    issued_at = fields.Float(required=True, data_key="iat")
+    expires_at = fields.Float(required=True, data_key="exp")
     user = fields.Nested(UserSchema, required=True)
     owner = fields.Nested(UserSchema, load_default=None, allow_none=True)
     url = fields.String(load_default="/", allow_none=True)
@@ -338,6 +341,21 @@ def verified_claims(token: str, callback: str) -> dict | None:
         return None
 
 
+def first_use_refusal(db: Database, claims: dict) -> str | None:
+    """Why a verified payload must still be refused (used before, or older than the store's install); None when fine.
+
+    Call in the transaction that acts on it. BigCommerce signs the payloads of load,
+    uninstall and remove-user alike, so each works once, on one callback; and one issued
+    before the store's latest install (an old uninstall, a removed user's old link) is stale.
+    """
+    if not stores.spend_jwt(db, jti=claims["jti"], expires_at=claims["expires_at"], now=time.time()):
+        return f"payload {claims['jti'][:8]}… of store {claims['store_hash']} was used before"
+    installed = stores.installed_at(db, claims["store_hash"])
+    if installed is not None and claims["issued_at"] < installed - JWT_LEEWAY:
+        return f"payload of store {claims['store_hash']} was issued before the store's latest install"
+    return None
+
+
 @bp.get("/bigcommerce/load")
 def load():
     """The store's user opens the app: a session for that store and user, then the status page."""
@@ -358,8 +376,13 @@ def load():
             log.warning("load callback refused: the app is not installed on store %s", store_hash)
             return _page(401, "Link invalid or expired", INVALID_PAGE)
         with immediate(db):
-            is_owner = owner is not None and owner["id"] == user["id"]
-            stores.add_user(db, store_hash=store_hash, user_id=user["id"], email=user["email"], owner=is_owner, now=time.time())
+            refusal = first_use_refusal(db, claims)
+            if refusal is None:
+                is_owner = owner is not None and owner["id"] == user["id"]
+                stores.add_user(db, store_hash=store_hash, user_id=user["id"], email=user["email"], owner=is_owner, now=time.time())
+        if refusal is not None:
+            log.warning("load callback refused: %s", refusal)
+            return _page(401, "Link invalid or expired", INVALID_PAGE)
         store = current_app.config["BRIDGE_STORES"].get(db, store_hash)
     except (sqlite3.Error, OSError, VaultError) as error:
         log.error("load callback of store %s failed: %s", store_hash, type(error).__name__)
@@ -390,10 +413,14 @@ def _server_callback(callback: str, change: Callable[[Database, dict], dict]) ->
     try:
         db = get_db()
         with immediate(db):
-            body = change(db, claims)
+            refusal = first_use_refusal(db, claims)
+            body = change(db, claims) if refusal is None else None
     except (sqlite3.Error, OSError) as error:
         log.error("%s callback of store %s failed: %s", callback, claims["store_hash"], type(error).__name__)
         return _json(503, error="The bridge cannot write to its database right now; retry later.")
+    if refusal is not None:
+        log.warning("%s callback refused: %s", callback, refusal)
+        return _json(401, error=INVALID)
     return _json(200, **body)
 
 

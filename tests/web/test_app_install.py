@@ -477,6 +477,8 @@ def refusals(bigcommerce) -> dict[str, str]:
         "sub not stores/x": signed(bigcommerce, sub=APP_STORE),
         "missing exp": signed(bigcommerce, drop=("exp",)),
         "missing aud": signed(bigcommerce, drop=("aud",)),
+        "missing jti": signed(bigcommerce, drop=("jti",)),
+        "issued before the install": signed(bigcommerce, iat=now - 3600, nbf=now - 3600),
         "user id a string": signed(bigcommerce, user={"id": "31", "email": "a@shop.test"}),
         "missing user": signed(bigcommerce, drop=("user",)),
         "not a JWT": "not.a.jwt",
@@ -497,6 +499,8 @@ REFUSALS = [
     "sub not stores/x",
     "missing exp",
     "missing aud",
+    "missing jti",
+    "issued before the install",
     "user id a string",
     "missing user",
     "not a JWT",
@@ -522,7 +526,12 @@ def test_a_refused_load_is_a_401_page_saying_only_invalid_or_expired(client, db,
 
 def test_the_log_says_which_check_refused_a_load(client, bigcommerce, installed, caplog):
     caplog.set_level(logging.WARNING, logger="bridge.web.app_install")
-    for case, expected in [("HS512", "InvalidAlgorithmError"), ("expired", "ExpiredSignatureError"), ("unknown store", "not installed")]:
+    for case, expected in [
+        ("HS512", "InvalidAlgorithmError"),
+        ("expired", "ExpiredSignatureError"),
+        ("unknown store", "not installed"),
+        ("issued before the install", "issued before the store's latest install"),
+    ]:
         caplog.clear()
         load(client, refusals(bigcommerce)[case])
         assert expected in caplog.text, case
@@ -629,6 +638,28 @@ def test_remove_user_ends_that_users_session_only(app, db, bigcommerce, installe
     assert response.status_code == 200 and response.get_json() == {"store_hash": APP_STORE, "removed_user": 77}
     assert not signed_in(clerk) and signed_in(owner)
     assert [user[0] for user in users(db)] == [USER_ID]
+
+
+def test_a_payload_works_once_on_one_callback(app, db, bigcommerce, installed, caplog):
+    """BigCommerce signs load, uninstall and remove-user payloads alike: a user's load link must not uninstall the app."""
+    caplog.set_level(logging.WARNING)
+    token = signed(bigcommerce, user_id=77)
+    assert load(app.test_client(), token).status_code == 303
+    again = app.test_client()
+    assert load(again, token).status_code == 401 and not signed_in(again)
+    for path in ("/bigcommerce/uninstall", "/bigcommerce/remove-user"):
+        response = app.test_client().get(path, query_string={"signed_payload_jwt": token})
+        assert response.status_code == 401 and response.get_json() == {"error": "invalid or expired"}
+    assert store_row(db)["access_token"] and store_row(db)["uninstalled_at"] is None
+    assert 77 in [user[0] for user in users(db)]
+    assert "was used before" in caplog.text and token not in caplog.text
+
+
+def test_an_uninstall_payload_from_before_a_reinstall_changes_nothing(client, db, bigcommerce, app_store, settings):
+    assert install(client, bigcommerce).status_code == 200
+    old = signed(bigcommerce, iat=int(time.time()) - 600, nbf=int(time.time()) - 600)
+    assert uninstall(client, old).status_code == 401
+    assert store_row(db)["uninstalled_at"] is None and StoreRegistry(settings).get(db, APP_STORE) is not None
 
 
 def test_uninstall_when_the_database_fails_is_a_503(client, db, bigcommerce, installed):
