@@ -211,6 +211,13 @@ def status_updated(order_id: int, new_status: int, previous: int = 0, **kwargs) 
     return envelope("store/order/statusUpdated", data, **kwargs)
 
 
+def hook_token_of(store_hash: str) -> str:
+    """The X-Bridge-Token a store's hooks send: the configured store's is webhooks.secret, an app store's its own."""
+    from bridge.core.hooks import hook_token
+
+    return hook_token(WEBHOOK_SECRET, store_hash, app=store_hash != STORE_HASH)
+
+
 def post_webhook(client, body, *, token: str | None = WEBHOOK_SECRET, content_type: str = "application/json", headers: dict | None = None):
     sent = dict(headers or {})
     if token is not None:

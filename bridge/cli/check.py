@@ -191,7 +191,7 @@ def _check_bigcommerce(settings: Settings, store: Store, destination: str | None
         if destination is None:
             found.hook_facts.append(f"{len(listed)} hooks")
             return found
-        states = wanted.compare(wanted.wanted_scopes(store.mode == APP), destination, settings.webhooks.secret, listed)
+        states = wanted.compare(wanted.wanted_scopes(store.mode == APP), destination, store.hook_token(settings.webhooks.secret), listed)
         fix = f"run `{command_name()} hooks register`"
         for state in states:
             if state.ok:

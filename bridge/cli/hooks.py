@@ -196,7 +196,8 @@ def register(ctx: click.Context, store_hash: str | None) -> None:
                 else:
                     say(_hook_line(result.action, result.hook))
 
-            results = client.register_hooks(wanted.wanted_scopes(store.mode == APP), destination, secret, call=call, report=report)
+            token = store.hook_token(secret)
+            results = client.register_hooks(wanted.wanted_scopes(store.mode == APP), destination, token, call=call, report=report)
             fine = all(result.ok for result in results)
             if fine:
                 say(f"The store's hooks send to {destination}.")
@@ -233,12 +234,12 @@ def list_hooks(ctx: click.Context, store_hash: str | None) -> None:
             if not listed:
                 say("No hooks.")
             else:
-                for line in table(listed, destination, secret):
+                for line in table(listed, destination, store.hook_token(secret)):
                     say(line)
             if destination is None:
                 say("server.public_url is not set: the bridge cannot tell which hooks are its own.")
                 return True
-            states = wanted.compare(wanted.wanted_scopes(store.mode == APP), destination, secret, listed)
+            states = wanted.compare(wanted.wanted_scopes(store.mode == APP), destination, store.hook_token(secret), listed)
             problems = ", ".join(f"{state.scope} ({state.status})" for state in states if not state.ok)
             if problems:
                 say(f"Not right for the bridge: {problems}; run `{command_name()} hooks register`.")

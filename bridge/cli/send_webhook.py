@@ -15,6 +15,7 @@ from bridge.cli.common import command_name, load_settings_or_exit
 from bridge.cli.orders import print_story
 from bridge.clients.errors import causes, reason
 from bridge.config import Settings
+from bridge.core.hooks import hook_token
 from bridge.storage import db as database
 from bridge.storage import history
 
@@ -128,7 +129,7 @@ def send_test_webhook(
         response = requests.post(
             url,
             data=json.dumps(body, separators=(",", ":")),
-            headers={"Content-Type": "application/json", "X-Bridge-Token": settings.webhooks.secret},
+            headers={"Content-Type": "application/json", "X-Bridge-Token": _token_for(settings, store_hash)},
             timeout=TIMEOUT,
             allow_redirects=False,  # a redirect would carry the token somewhere else
         )
@@ -179,3 +180,8 @@ def _follow(ctx: click.Context, settings: Settings, store_hash: str, order_id: i
     else:
         click.echo(f"No decision after {FOLLOW_SECONDS:g} s: is the worker running? Look later with {later}.", err=True)
     ctx.exit(1)
+
+
+def _token_for(settings: Settings, store_hash: str) -> str:
+    """What the store's own hooks would send: webhooks.secret for the configured store, an app store's derived token otherwise."""
+    return hook_token(settings.webhooks.secret, store_hash, app=store_hash != settings.bigcommerce.store_hash)

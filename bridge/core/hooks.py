@@ -9,14 +9,22 @@ belong to another install sharing the account.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from bridge.storage.inbox import APP_SCOPES, CART_CONVERTED, ORDER_SCOPES
-
 WEBHOOK_PATH = "/webhooks/bigcommerce"
 HEADER = "X-Bridge-Token"
+
+REFUND_CREATED = "store/order/refund/created"
+# Events that make the worker look at the order again. A refund re-evaluates an order
+# whose report is not sent yet: it may no longer be eligible.
+ORDER_SCOPES = ("store/order/statusUpdated", "store/order/created", "store/order/updated", REFUND_CREATED)
+CART_CONVERTED = "store/cart/converted"
+APP_UNINSTALLED = "store/app/uninstalled"
+APP_SCOPES = (APP_UNINSTALLED,)  # only an app's hooks receive these
 
 OK = "ok"
 MISSING = "missing"
@@ -28,6 +36,19 @@ WRONG_HEADER = "wrong header"
 def wanted_scopes(app: bool = False) -> tuple[str, ...]:
     """The scopes the pipeline handles. ``store/app/uninstalled`` only fires for an app's install."""
     return (*ORDER_SCOPES, CART_CONVERTED, *(APP_SCOPES if app else ()))
+
+
+def hook_token(secret: str, store_hash: str, *, app: bool) -> str:
+    """The ``X-Bridge-Token`` the store's hooks send: ``webhooks.secret`` for the configured store;
+    for an app store, a value derived from it and the store hash.
+
+    Every app store has its own, so a value learnt from one store (its owner can list its
+    hooks) cannot speak for another store: forge its orders, cart links or its uninstall.
+    """
+    if not app:
+        return secret
+    digest = hmac.new(secret.encode(), f"bridge app store {store_hash}".encode(), hashlib.sha256).digest()
+    return "bst_" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def destination_for(public_url: str) -> str:

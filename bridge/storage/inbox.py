@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from sqlite_utils import Database
 
+from bridge.core.hooks import APP_SCOPES, APP_UNINSTALLED, CART_CONVERTED, ORDER_SCOPES
 from bridge.storage import stores
 from bridge.storage.carts import link_cart
 from bridge.storage.db import immediate, rows
@@ -17,13 +18,6 @@ from bridge.storage.queue import LEASES, PENDING, LeasedTable
 
 log = logging.getLogger(__name__)
 
-REFUND_CREATED = "store/order/refund/created"
-# Events that make the worker look at the order again. A refund re-evaluates an order
-# whose report is not sent yet: it may no longer be eligible.
-ORDER_SCOPES = ("store/order/statusUpdated", "store/order/created", "store/order/updated", REFUND_CREATED)
-CART_CONVERTED = "store/cart/converted"
-APP_UNINSTALLED = "store/app/uninstalled"
-APP_SCOPES = (APP_UNINSTALLED,)  # only an app's hooks receive these
 HANDLED_SCOPES = (*ORDER_SCOPES, CART_CONVERTED, *APP_SCOPES)
 
 DONE, IGNORED, DEFERRED = "done", "ignored", "deferred"

@@ -20,6 +20,7 @@ from sqlite_utils import Database
 
 from bridge import logs
 from bridge.config import Settings
+from bridge.core import hooks
 from bridge.core.rules import Policy
 from bridge.storage.db import rows
 from bridge.storage.vault import Vault
@@ -51,6 +52,10 @@ class Store:
             keys = self.refersion
             return fingerprint(keys.public_key if keys else None, keys.secret_key if keys else None)
         return fingerprint(self.access_token)
+
+    def hook_token(self, secret: str) -> str:
+        """The ``X-Bridge-Token`` this store's hooks send (see ``core.hooks.hook_token``)."""
+        return hooks.hook_token(secret, self.store_hash, app=self.mode == APP)
 
     def policy(self, default: Policy) -> Policy:
         """The config's rules with this store's own settings applied."""

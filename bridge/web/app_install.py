@@ -24,7 +24,7 @@ from sqlite_utils import Database
 from bridge.clients.bigcommerce import FAILED, BigCommerceClient, BigCommerceError, HookResult, UserSchema, exchange_code
 from bridge.config import Settings
 from bridge.core import scopes as needed_scopes
-from bridge.core.hooks import destination_for, destination_problem, wanted_scopes
+from bridge.core.hooks import destination_for, destination_problem, hook_token, wanted_scopes
 from bridge.core.retry import Failure
 from bridge.schemas import STORE_HASH, Lenient
 from bridge.storage import stores
@@ -272,7 +272,8 @@ def register_hooks(
     )
     deadline = time.monotonic() + budget
     try:
-        results = client.register_hooks(wanted_scopes(app=True), destination, settings.webhooks.secret, call=_within(deadline, budget))
+        token = hook_token(settings.webhooks.secret, store_hash, app=True)
+        results = client.register_hooks(wanted_scopes(app=True), destination, token, call=_within(deadline, budget))
     except BigCommerceError as error:
         log.warning("Hooks of store %s not registered: %s", store_hash, error)
         return [], _why(error)

@@ -19,9 +19,10 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from marshmallow import ValidationError, fields, validate
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from bridge.core.hooks import hook_token
 from bridge.schemas import Lenient
 from bridge.storage.inbox import HANDLED_SCOPES, Envelope, record_event
-from bridge.storage.stores import APP
+from bridge.storage.stores import APP, Store
 from bridge.web.database import get_db
 from bridge.web.webhook_schemas import MAX_ID, load_data
 
@@ -83,7 +84,7 @@ def _error(status: int, message: str) -> Response:
 
 
 def _token_valid(secret: str | None, token: str | None) -> bool:
-    """The ``X-Bridge-Token`` header equals ``webhooks.secret`` (constant-time compare)."""
+    """The ``X-Bridge-Token`` header equals ``secret`` (constant-time compare)."""
     return bool(secret) and token is not None and hmac.compare_digest(token.encode(), secret.encode())
 
 
@@ -126,22 +127,55 @@ def _read_body() -> bytes | None:
 @bp.post("/webhooks/bigcommerce")
 def receive() -> Response:
     settings = current_app.config["BRIDGE_SETTINGS"]
-    # Either check authenticates (a secret being rotated may leave a stale token beside a
-    # valid signature). The token is checked before the body is read; a signature covers
-    # the body, so it is checked after, and only when the token did not pass.
-    token_valid = _token_valid(settings.webhooks.secret, request.headers.get("X-Bridge-Token"))
-    if not token_valid and "webhook-signature" not in request.headers:
+    # Three ways to be authentic: X-Bridge-Token equal to webhooks.secret (the configured
+    # store's hooks), equal to the store's own derived token (an app store's hooks: known only
+    # once the body names the store), or a valid signature (a secret being rotated may leave a
+    # stale token beside it). Without any of them the body is not read.
+    token = request.headers.get("X-Bridge-Token")
+    shared_token = _token_valid(settings.webhooks.secret, token)
+    if token is None and "webhook-signature" not in request.headers:
         return _unauthenticated()
     body = _read_body()
     if body is None:
         return _error(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB.")
-    if not token_valid and not _signature_valid(settings.bigcommerce.client_secret, body, time.time()):
+    signed = not shared_token and _signature_valid(settings.bigcommerce.client_secret, body, time.time())
+    if not (shared_token or signed or token):
         return _unauthenticated()
+    store_token = token if not (shared_token or signed) else None  # to check against the store the body names
+    envelope = _envelope(body)
+    if isinstance(envelope, Response):
+        return _unauthenticated() if store_token is not None else envelope  # no word on the body before authentication
+
+    try:
+        store = current_app.config["BRIDGE_STORES"].get(get_db(), envelope.store_hash)
+        if not signed and not _store_token_valid(settings.webhooks.secret, token, envelope.store_hash, store):
+            return _unauthenticated()
+        known_store = store is not None
+        # An uninstall is recorded and applied in one transaction: no BigCommerce call here.
+        app_install = store is not None and store.mode == APP
+        event_id = record_event(get_db(), envelope, body.decode("utf-8"), known_store=known_store, now=time.time(), app_install=app_install)
+    except (sqlite3.Error, OSError):
+        log.exception("Could not store a webhook event")
+        # Not the sender's fault and nothing was stored: BigCommerce will retry.
+        return _error(503, "The bridge cannot store events right now; retry later.")
+    _log_received(event_id, envelope, known_store)
+    return Response(status=200)
+
+
+def _store_token_valid(secret: str, token: str | None, store_hash: str, store: Store | None) -> bool:
+    """The token is one the named store's hooks may send: its own app-store token (also after an
+    uninstall, for a late retry), or ``webhooks.secret`` unless the store is served as an app."""
+    if _token_valid(hook_token(secret, store_hash, app=True), token):
+        return True
+    return not (store is not None and store.mode == APP) and _token_valid(secret, token)
+
+
+def _envelope(body: bytes) -> Envelope | Response:
+    """The body as a validated webhook, or the 4xx answer saying what is wrong with it."""
     if request.mimetype != "application/json" and not request.mimetype.endswith("+json"):
         return _error(415, "The body must be JSON (Content-Type: application/json).")
     try:
-        text = body.decode("utf-8")
-        payload = json.loads(text)
+        payload = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
         return _error(400, "The body is not valid JSON.")
     except RecursionError:  # only nesting exhausts the parser's stack, however deep the caller's stack is
@@ -151,22 +185,9 @@ def receive() -> Response:
     if not _encodable(payload):
         return _error(400, "The body holds a \\u escape that is not a Unicode character (a lone surrogate).")
     try:
-        envelope = parse_envelope(payload)
+        return parse_envelope(payload)
     except ValidationError as error:
         return _error(400, f"The body is not a BigCommerce webhook: {_describe(error.messages)}")
-
-    try:
-        store = current_app.config["BRIDGE_STORES"].get(get_db(), envelope.store_hash)
-        known_store = store is not None
-        # An uninstall is recorded and applied in one transaction: no BigCommerce call here.
-        app_install = store is not None and store.mode == APP
-        event_id = record_event(get_db(), envelope, text, known_store=known_store, now=time.time(), app_install=app_install)
-    except (sqlite3.Error, OSError):
-        log.exception("Could not store a webhook event")
-        # Not the sender's fault and nothing was stored: BigCommerce will retry.
-        return _error(503, "The bridge cannot store events right now; retry later.")
-    _log_received(event_id, envelope, known_store)
-    return Response(status=200)
 
 
 def _log_received(event_id: int | None, envelope: Envelope, known_store: bool) -> None:

@@ -13,6 +13,7 @@ import logging
 from bridge.clients.bigcommerce import BigCommerceError
 from bridge.clients.refersion import dumps
 from bridge.core import rules
+from bridge.core.hooks import REFUND_CREATED
 from bridge.core.payload import CartId, build_paid_order, choose_cart_id, reported_lines, transaction_currency
 from bridge.core.retry import Action, Failure, Outcome, classify
 from bridge.storage import carts, decisions, inbox, outbox
@@ -103,7 +104,7 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
     if earlier is not None and earlier["state"] in EARLIER:
         # Reported (or settled) already: no BigCommerce call needed to know that.
         decision = rules.decide(None, policy, order_id=order_id, earlier=EARLIER[earlier["state"]])
-        refunds = [row["id"] for row in claimed if row["scope"] == inbox.REFUND_CREATED]
+        refunds = [row["id"] for row in claimed if row["scope"] == REFUND_CREATED]
         if earlier["state"] != outbox.DONE:
             refunds = []
         with immediate(ctx.db):
@@ -184,7 +185,7 @@ def _recheck_queued(
         decision = rules.decide(None, policy, order_id=order_id, earlier=rules.Earlier.QUEUED)
         # A partial refund of an order still reportable: looked at again once its report is
         # settled, to be kept for the cancellation then.
-        refunds = [row["id"] for row in claimed if row["scope"] == inbox.REFUND_CREATED]
+        refunds = [row["id"] for row in claimed if row["scope"] == REFUND_CREATED]
         with immediate(ctx.db):
             if refunds:
                 after = max(ctx.clock(), earlier["due_at"], earlier["lease_until"] or 0) + 1

@@ -14,7 +14,7 @@ import jwt
 import pytest
 
 from bridge.sandbox.bigcommerce import INFO_READ, ORDERS_READ
-from tests.conftest import BC_TOKEN, REFERSION_PUBLIC, REFERSION_SECRET, STORE_HASH, post_webhook, status_updated
+from tests.conftest import BC_TOKEN, REFERSION_PUBLIC, REFERSION_SECRET, STORE_HASH, hook_token_of, post_webhook, status_updated
 from tests.fakes import load_fixture
 
 PUBLIC_URL = "https://bridge.agency.test"
@@ -105,7 +105,7 @@ def test_each_store_is_read_with_its_own_token_and_reported_with_its_own_keys(de
     client = app.test_client()
     orders = {store_hash: order_in(bigcommerce, store_hash) for store_hash in (STORE_HASH, *KEYS)}
     for store_hash, order_id in orders.items():
-        assert post_webhook(client, status_updated(order_id, 11, store_hash=store_hash)).status_code == 200
+        assert post_webhook(client, status_updated(order_id, 11, store_hash=store_hash), token=hook_token_of(store_hash)).status_code == 200
     worker.run_until_idle()
 
     expected_token = {STORE_HASH: BC_TOKEN, **{store_hash: app_token(bigcommerce, store_hash) for store_hash in KEYS}}
@@ -138,7 +138,7 @@ def test_an_owner_gets_nothing_of_another_stores_orders_on_any_route(deployment,
     client = app.test_client()
     theirs = {store_hash: order_in(bigcommerce, store_hash) for store_hash in (STORE_HASH, "app222")}
     for store_hash, order_id in theirs.items():
-        post_webhook(client, status_updated(order_id, 11, store_hash=store_hash))
+        post_webhook(client, status_updated(order_id, 11, store_hash=store_hash), token=hook_token_of(store_hash))
     refersion.fail_next(400, times=2)  # dead deliveries: something a replay could act on
     worker.run_until_idle()
     owner = deployment["app111"]
@@ -187,15 +187,17 @@ def test_an_uninstall_mid_stream_stops_that_store_and_disturbs_no_other(deployme
     client = app.test_client()
     for _ in range(2):  # a stream: orders in every store, reported at once
         for store_hash in (STORE_HASH, *KEYS):
-            post_webhook(client, status_updated(order_in(bigcommerce, store_hash), 11, store_hash=store_hash))
+            post_webhook(
+                client, status_updated(order_in(bigcommerce, store_hash), 11, store_hash=store_hash), token=hook_token_of(store_hash)
+            )
     worker.run_until_idle()
     assert len(refersion.received) == 6
     for store_hash in (STORE_HASH, *KEYS):  # more orders, whose reports Refersion refuses for now
-        post_webhook(client, status_updated(order_in(bigcommerce, store_hash), 11, store_hash=store_hash))
+        post_webhook(client, status_updated(order_in(bigcommerce, store_hash), 11, store_hash=store_hash), token=hook_token_of(store_hash))
     refersion.fail_next(503, times=3)
     worker.run_until_idle()
     unevaluated = order_in(bigcommerce, "app222")  # and one whose webhook is still waiting in the queue
-    post_webhook(client, status_updated(unevaluated, 11, store_hash="app222"))
+    post_webhook(client, status_updated(unevaluated, 11, store_hash="app222"), token=hook_token_of("app222"))
     queued = {
         row["store_hash"]: row["n"]
         for row in db.query("SELECT store_hash, count(*) AS n FROM deliveries WHERE state = 'pending' GROUP BY 1")
@@ -207,7 +209,7 @@ def test_an_uninstall_mid_stream_stops_that_store_and_disturbs_no_other(deployme
     late = order_in(bigcommerce, "app222")
     for store_hash in (STORE_HASH, "app111", "app222"):
         order_id = late if store_hash == "app222" else order_in(bigcommerce, store_hash)
-        assert post_webhook(client, status_updated(order_id, 11, store_hash=store_hash)).status_code == 200
+        assert post_webhook(client, status_updated(order_id, 11, store_hash=store_hash), token=hook_token_of(store_hash)).status_code == 200
     reads_before = len(bigcommerce.recorded(r"^/stores/app222/"))
     clock.advance(3600)  # past every retry
     worker.run_until_idle()

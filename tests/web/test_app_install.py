@@ -23,7 +23,7 @@ from bridge.storage import outbox, stores
 from bridge.storage.db import immediate
 from bridge.storage.stores import StoreRegistry
 from bridge.storage.vault import Vault
-from tests.conftest import ENCRYPTION_KEY, STORE_HASH, WEBHOOK_SECRET, envelope, install_store, post_webhook, queue_delivery
+from tests.conftest import ENCRYPTION_KEY, STORE_HASH, WEBHOOK_SECRET, envelope, hook_token_of, install_store, post_webhook, queue_delivery
 
 APP_STORE = "app456"
 PUBLIC_URL = "https://bridge.example.com"
@@ -138,7 +138,9 @@ def test_an_install_stores_the_encrypted_token_and_user_registers_hooks_and_says
 
     hooks = bigcommerce.hooks(APP_STORE)
     assert {hook["scope"] for hook in hooks} == APP_HOOK_SCOPES
-    assert all(hook["destination"] == DESTINATION and hook["headers"] == {HEADER: WEBHOOK_SECRET} and hook["is_active"] for hook in hooks)
+    own_token = hook_token_of(APP_STORE)  # the store's own X-Bridge-Token, not webhooks.secret
+    assert own_token != WEBHOOK_SECRET
+    assert all(hook["destination"] == DESTINATION and hook["headers"] == {HEADER: own_token} and hook["is_active"] for hook in hooks)
 
     text = page(response)
     assert f"installed on store {APP_STORE}" in text
@@ -146,7 +148,7 @@ def test_an_install_stores_the_encrypted_token_and_user_registers_hooks_and_says
     assert DESTINATION in text and "store/app/uninstalled created" in text
     assert 'href="/settings"' in text and "Refersion API key pair" in text and 'href="/"' in text
     assert "could not be registered" not in text
-    for secret in (token, bigcommerce.client_secret, sent["code"], WEBHOOK_SECRET):
+    for secret in (token, bigcommerce.client_secret, sent["code"], WEBHOOK_SECRET, own_token):
         assert secret not in text and secret not in caplog.text
     assert f"Store {APP_STORE} installed the app" in caplog.text
     assert signed_in(client)  # the links work inside the iframe
@@ -673,7 +675,7 @@ def test_uninstall_when_the_database_fails_is_a_503(client, db, bigcommerce, ins
 
 def test_the_app_uninstalled_webhook_uninstalls_the_app_store(client, db, settings, installed):
     body = envelope("store/app/uninstalled", {"type": "store"}, store_hash=APP_STORE, created_at=int(time.time()) + 1)
-    assert post_webhook(client, body).status_code == 200
+    assert post_webhook(client, body, token=hook_token_of(APP_STORE)).status_code == 200
     (event,) = db.query("SELECT state, outcome FROM events")
     assert (event["state"], event["outcome"]) == ("done", "uninstalled")
     assert store_row(db)["access_token"] is None and store_row(db)["uninstalled_at"] is not None
@@ -682,7 +684,7 @@ def test_the_app_uninstalled_webhook_uninstalls_the_app_store(client, db, settin
 
 def test_an_uninstall_webhook_older_than_a_reinstall_changes_nothing(client, db, settings, installed):
     body = envelope("store/app/uninstalled", {"type": "store"}, store_hash=APP_STORE, created_at=int(time.time()) - 3600)
-    assert post_webhook(client, body).status_code == 200
+    assert post_webhook(client, body, token=hook_token_of(APP_STORE)).status_code == 200
     (event,) = db.query("SELECT state, outcome FROM events")
     assert (event["state"], event["outcome"]) == ("ignored", "stale_uninstall")
     assert StoreRegistry(settings).get(db, APP_STORE) is not None

@@ -16,7 +16,7 @@ from bridge.storage import pauses
 from bridge.storage.db import immediate
 from bridge.storage.stores import API_ACCOUNT, RefersionKeys, StoreRegistry
 from bridge.web.auth import Viewer, start_session
-from tests.conftest import BC_TOKEN, REFERSION_PUBLIC, REFERSION_SECRET, STORE_HASH, install_store, post_webhook
+from tests.conftest import BC_TOKEN, REFERSION_PUBLIC, REFERSION_SECRET, STORE_HASH, hook_token_of, install_store, post_webhook
 from tests.fakes import load_fixture
 from tests.web.test_pages import ADMIN_TOKEN, SESSION_SECRET, csrf, sign_in
 
@@ -409,7 +409,12 @@ def test_a_store_with_no_keys_anywhere_pauses_until_its_owner_enters_a_pair(no_d
 
     app.add_url_rule("/test-only/sign-in-store", view_func=start)
     intake = app.test_client()
-    assert post_webhook(intake, bigcommerce.webhook_body("store/order/statusUpdated", order_id, store_hash=STORE_A)).status_code == 200
+    assert (
+        post_webhook(
+            intake, bigcommerce.webhook_body("store/order/statusUpdated", order_id, store_hash=STORE_A), token=hook_token_of(STORE_A)
+        ).status_code
+        == 200
+    )
     worker = make_worker(settings)
     worker.run_until_idle()
     assert refersion.attempts == []

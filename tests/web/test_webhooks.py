@@ -325,13 +325,32 @@ class WatchedBody(io.BytesIO):
         return super().readinto(buffer)
 
 
-@pytest.mark.parametrize("token", [None, "wrong"])
-def test_a_401_does_not_read_or_judge_the_body(client, token):
+def test_a_401_without_a_token_does_not_read_the_body(client):
     body = WatchedBody(b"\xff not json")
-    headers = {} if token is None else {"X-Bridge-Token": token}
-    response = client.post("/webhooks/bigcommerce", input_stream=body, content_length=11, headers=headers, content_type="text/plain")
+    response = client.post("/webhooks/bigcommerce", input_stream=body, content_length=11, content_type="text/plain")
     assert response.status_code == 401  # not 415 or 400: the body is not judged
     assert not body.was_read
+
+
+def test_a_wrong_token_gets_401_whatever_the_body(client):
+    """An app store's token can only be checked against the store the body names: the body is read (64 KiB at most), never judged."""
+    for body, content_type in ((b"\xff not json", "text/plain"), (b"{}", "application/json"), (b"[" * 100, "application/json")):
+        response = client.post("/webhooks/bigcommerce", data=body, headers={"X-Bridge-Token": "wrong"}, content_type=content_type)
+        assert response.status_code == 401, body
+
+
+def test_each_app_store_has_its_own_token_and_the_shared_secret_speaks_for_none(client, db, settings):
+    from tests.conftest import hook_token_of, install_store
+
+    install_store(settings, "app777")
+    install_store(settings, "app888")
+    uninstall = envelope("store/app/uninstalled", {"type": "store"}, store_hash="app777", created_at=int(time.time()) + 5)
+    assert post_webhook(client, uninstall).status_code == 401  # webhooks.secret: the configured store's only
+    assert post_webhook(client, uninstall, token=hook_token_of("app888")).status_code == 401  # another store's token
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] == 0
+    assert post_webhook(client, uninstall, token=hook_token_of("app777")).status_code == 200
+    assert post_webhook(client, status_updated(5, 11)).status_code == 200  # the configured store keeps webhooks.secret
+    assert post_webhook(client, status_updated(6, 11), token=hook_token_of("app888")).status_code == 401
 
 
 def test_the_body_watch_sees_a_read(client):

@@ -19,7 +19,16 @@ from bridge.web.app import create_app
 from bridge.worker import evaluate
 from bridge.worker.deliver import NO_KEYS
 from bridge.worker.loop import RESUME_CHECK_SECONDS
-from tests.conftest import BC_TOKEN, REFERSION_PUBLIC, REFERSION_SECRET, STORE_HASH, install_store, post_webhook, status_updated
+from tests.conftest import (
+    BC_TOKEN,
+    REFERSION_PUBLIC,
+    REFERSION_SECRET,
+    STORE_HASH,
+    hook_token_of,
+    install_store,
+    post_webhook,
+    status_updated,
+)
 from tests.fakes import load_fixture
 
 APP_TOKENS = {"appone": "app-token-one-2f7c9e1a4b6d8053", "apptwo": "app-token-two-8d3b5f7a9c1e2064"}
@@ -71,7 +80,7 @@ def apps(settings, db, bigcommerce, refersion):
 def post_paid(client, bigcommerce, orders: dict[str, int]) -> None:
     for store_hash, order_id in orders.items():
         add_order(bigcommerce, store_hash, order_id)
-        assert post_webhook(client, status_updated(order_id, 11, store_hash=store_hash)).status_code == 200
+        assert post_webhook(client, status_updated(order_id, 11, store_hash=store_hash), token=hook_token_of(store_hash)).status_code == 200
 
 
 def test_each_store_is_read_with_its_own_token_and_reported_with_its_own_key_pair(apps, client, worker, bigcommerce, refersion, db):
