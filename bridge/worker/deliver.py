@@ -56,6 +56,15 @@ def handle_next(ctx: Context) -> bool:
             )
         log.warning("Holding %s: %s", what, reason)
         return True
+    if row["kind"] == outbox.PAID and store.policy(ctx.policy).dry_run:
+        # Dry run turned on after the report was queued: the point is to send nothing now.
+        now = ctx.clock()
+        with immediate(ctx.db):
+            outbox.deliveries.settle(
+                ctx.db, [row["id"]], owner=ctx.owner, state=outbox.DRY_RUN, outcome="dry_run", updated_at=now, done_at=now
+            )
+        log.info("Dry run: %s recorded, not sent", what)
+        return True
     if store.refersion is None:
         reason = NO_KEYS
         with immediate(ctx.db):

@@ -170,3 +170,19 @@ def test_an_unreadable_retry_after_falls_back_to_the_schedule(worker, refersion,
     row = delivery(db)
     assert (row["state"], row["attempts"]) == ("pending", 1)
     assert row["due_at"] - clock.now == pytest.approx(5)
+
+
+def test_dry_run_turned_on_after_a_report_was_queued_sends_nothing(settings, worker, refersion, db, clock, queue_report):
+    """Running beside another reporter: a report queued before dry run is switched on must not go out."""
+    import time
+
+    from bridge.storage.stores import StoreRegistry
+    from tests.conftest import STORE_HASH
+
+    queue_report(4101, clock.now)
+    with immediate(db):
+        StoreRegistry(settings).save_settings(db, store_hash=STORE_HASH, now=time.time(), dry_run=True)
+    worker.run_until_idle()
+    assert refersion.attempts == []
+    row = outbox.find(db, outbox.paid_key(STORE_HASH, 4101))
+    assert (row["state"], row["outcome"]) == (outbox.DRY_RUN, "dry_run")
