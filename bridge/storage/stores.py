@@ -166,6 +166,20 @@ class StoreRegistry:
         )
         add_user(db, store_hash=store_hash, user_id=user["id"], email=user.get("email"), owner=user.get("id") == owner.get("id"), now=now)
 
+    def uninstall(self, db: Database, *, store_hash: str, now: float) -> bool:
+        """The app was uninstalled: forget its token and users; False when it was not installed (call in a transaction).
+
+        The configured store stays served with the config's API account whatever happens
+        to an app install of it: only the app's token and users go, its work is not held.
+        """
+        if store_hash != self.configured_hash:
+            return uninstall(db, store_hash=store_hash, now=now)
+        cursor = db.execute(
+            "UPDATE stores SET access_token = NULL, updated_at = ? WHERE store_hash = ? AND mode = ?", [now, store_hash, APP]
+        )
+        db.execute("DELETE FROM store_users WHERE store_hash = ?", [store_hash])
+        return cursor.rowcount > 0
+
     def save_settings(
         self,
         db: Database,

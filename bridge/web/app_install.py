@@ -431,7 +431,7 @@ def uninstall():
 
     def forget(db: Database, claims: dict) -> dict:
         store_hash = claims["store_hash"]
-        if stores.uninstall(db, store_hash=store_hash, now=time.time()):
+        if current_app.config["BRIDGE_STORES"].uninstall(db, store_hash=store_hash, now=time.time()):
             log.info("Store %s uninstalled the app: its access token and users are deleted, its queued work held", store_hash)
         else:
             log.info("uninstall callback for store %s, which has no app install: nothing to do", store_hash)

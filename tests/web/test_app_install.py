@@ -23,7 +23,18 @@ from bridge.storage import outbox, stores
 from bridge.storage.db import immediate
 from bridge.storage.stores import StoreRegistry
 from bridge.storage.vault import Vault
-from tests.conftest import ENCRYPTION_KEY, STORE_HASH, WEBHOOK_SECRET, envelope, hook_token_of, install_store, post_webhook, queue_delivery
+from tests.conftest import (
+    ENCRYPTION_KEY,
+    STORE_HASH,
+    WEBHOOK_SECRET,
+    envelope,
+    hook_token_of,
+    install_store,
+    post_webhook,
+    queue_delivery,
+    status_updated,
+)
+from tests.fakes import load_fixture
 
 APP_STORE = "app456"
 PUBLIC_URL = "https://bridge.example.com"
@@ -587,6 +598,18 @@ def test_callback_pages_may_be_framed_by_the_control_panel(client, bigcommerce, 
 
 def uninstall(client, token):
     return client.get("/bigcommerce/uninstall", query_string={"signed_payload_jwt": token})
+
+
+def test_uninstalling_the_app_from_the_configured_store_keeps_it_served(client, db, bigcommerce, settings, worker, refersion):
+    """Both modes on one store hash: the config's API account keeps serving it after the app goes."""
+    install_store(settings, STORE_HASH, user_id=USER_ID)
+    assert uninstall(client, signed(bigcommerce, store_hash=STORE_HASH)).status_code == 200
+    assert store_row(db, STORE_HASH)["access_token"] is None and store_row(db, STORE_HASH)["uninstalled_at"] is None
+    assert users(db, STORE_HASH) == []
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    assert post_webhook(client, status_updated(order_id, 11)).status_code == 200
+    worker.run_until_idle()
+    assert refersion.attempts == [str(order_id)]
 
 
 def test_uninstall_forgets_the_token_holds_the_work_and_ignores_the_stores_webhooks(
