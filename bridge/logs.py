@@ -41,9 +41,12 @@ class _LearntSecrets:
 _learnt = _LearntSecrets(MAX_LEARNT_SECRETS)
 
 
+MIN_LEARNT_LENGTH = 12  # a shorter "secret" from the database would blank ordinary words and numbers in every line
+
+
 def redact(secret: str | None) -> None:
     """Redact ``secret`` from every log line of this process from now on (thread-safe)."""
-    if secret:
+    if secret and len(secret) >= MIN_LEARNT_LENGTH:
         _learnt.add(secret)
 
 

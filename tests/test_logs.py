@@ -145,6 +145,14 @@ def test_secrets_the_registry_encrypts_are_redacted_in_the_process_that_saved_th
     assert stream.getvalue().rstrip().endswith("token [redacted] pair [redacted]")
 
 
+def test_a_learnt_secret_too_short_to_be_one_is_not_redacted(logged):
+    """A one-character "secret" saved by mistake must not blank ordinary numbers in every line."""
+    logger, stream = logged
+    logs.redact("1")
+    logger.info("Reported order 1042 (HTTP 201)")
+    assert stream.getvalue().endswith("Reported order 1042 (HTTP 201)\n")
+
+
 def test_learnt_secrets_are_bounded_forgetting_the_least_recently_learnt():
     learnt = logs._LearntSecrets(limit=3)
     for secret in ("one-0001", "two-0002", "three-0003"):

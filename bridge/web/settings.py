@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("settings", __name__)
 
 MAX_TEXT = 255  # characters in a key or a coupon code
+MIN_SECRET = 16  # Refersion's secret keys are far longer; a short one is a typo (and would blank the logs where it is redacted)
 MAX_COUPONS = 200
 DRY_RUN_CHOICES = {"default": None, "on": True, "off": False}
 COUPON_CHOICES = ("default", "own")
@@ -41,6 +42,12 @@ COUPON_SEPARATORS = re.compile(r"[,\r\n]+")
 def _without_control_characters(text: str) -> None:
     if any(unicodedata.category(char) == "Cc" for char in text):
         raise ValidationError("Remove the control characters (tabs or invisible characters) from it.")
+
+
+def _long_enough(secret: str) -> None:
+    """A blank secret keeps the stored one; any other is at least MIN_SECRET characters."""
+    if secret and len(secret) < MIN_SECRET:
+        raise ValidationError("That is too short for a Refersion secret key: copy the whole key again from Refersion.")
 
 
 class RefersionKey(fields.String):
@@ -82,7 +89,7 @@ class SettingsForm(Lenient):
     """The settings form as posted (``csrf_token`` and anything unknown are ignored)."""
 
     public_key = RefersionKey(load_default="")
-    secret_key = RefersionKey(load_default="")
+    secret_key = RefersionKey(load_default="", validate=_long_enough)
     use_default_keys = fields.Boolean(load_default=False)
     dry_run = fields.String(load_default="default", validate=validate.OneOf(list(DRY_RUN_CHOICES), error="Choose default, on or off."))
     coupons = fields.String(

@@ -286,6 +286,7 @@ def test_excluded_coupons_are_trimmed_deduplicated_and_can_go_back_to_the_defaul
         ({"public_key": NEW_PUBLIC, "secret_key": NEW_SECRET + "\x7f"}, "secret_key", "Remove the control characters"),
         ({"public_key": NEW_PUBLIC, "secret_key": NEW_SECRET + "é"}, "secret_key", "letters, digits and punctuation"),
         ({"public_key": NEW_PUBLIC, "secret_key": ""}, "secret_key", "A public key needs its secret key"),
+        ({"public_key": NEW_PUBLIC, "secret_key": "1"}, "secret_key", "too short for a Refersion secret key"),
         ({"public_key": "", "secret_key": NEW_SECRET}, "public_key", "Enter the public key that goes with this secret key"),
         ({"coupons": "own", "excluded_coupons": "GOOD\nBAD\x07CODE"}, "excluded_coupons", "Remove the control characters"),
         ({"coupons": "own", "excluded_coupons": "C" * 256}, "excluded_coupons", "at most 255 characters"),
