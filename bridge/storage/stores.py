@@ -339,3 +339,9 @@ def spend_jwt(db: Database, *, jti: str, expires_at: float, now: float) -> bool:
     db.execute("DELETE FROM used_jwts WHERE expires_at < ?", [now])
     cursor = db.execute("INSERT INTO used_jwts (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING", [jti, expires_at])
     return cursor.rowcount > 0
+
+
+def is_uninstalled(db: Database, store_hash: str) -> bool:
+    """Whether the store uninstalled the app (its work is held until a re-install)."""
+    found = db.execute("SELECT 1 FROM stores WHERE store_hash = ? AND uninstalled_at IS NOT NULL", [store_hash]).fetchone()
+    return found is not None

@@ -16,7 +16,7 @@ from bridge.core import rules
 from bridge.core.hooks import REFUND_CREATED
 from bridge.core.payload import CartId, build_paid_order, choose_cart_id, reported_lines, transaction_currency
 from bridge.core.retry import Action, Failure, Outcome, classify
-from bridge.storage import carts, decisions, inbox, outbox
+from bridge.storage import carts, decisions, inbox, outbox, stores
 from bridge.storage.db import immediate
 from bridge.storage.decisions import OrderFacts
 from bridge.storage.queue import DEAD, PENDING
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 SUPERSEDED = "Decided on an older read of the order than a decision already made; the newer one stands."
 AWAITING_CANCELLATION = "A refund of a reported order: kept for the cancellation it calls for."
+UNINSTALLED = "Held: the app was uninstalled from the store; taken up again if it is installed again."
 
 EARLIER = {
     outbox.DONE: rules.Earlier.REPORTED,
@@ -40,15 +41,27 @@ def handle_next(ctx: Context) -> bool:
     claimed = inbox.claim_order_events(ctx.db, owner=ctx.owner, now=ctx.clock(), lease=ctx.leases.lease_seconds)
     if not claimed:
         return False
+    handle_claimed(ctx, claimed)
+    return True
+
+
+def handle_claimed(ctx: Context, claimed: list[dict]) -> None:
+    """Evaluate the order of events this worker has claimed, and settle them."""
     store_hash, order_id = claimed[0]["store_hash"], claimed[0]["order_id"]
     ids = [row["id"] for row in claimed]
     store = ctx.stores.get(ctx.db, store_hash)
+    if store is None and stores.is_uninstalled(ctx.db, store_hash):
+        # Uninstalled while these were being claimed: held with the store's other work, not dropped.
+        with immediate(ctx.db):
+            inbox.events.settle(ctx.db, ids, owner=ctx.owner, state=PENDING, due_at=ctx.clock(), last_error=UNINSTALLED)
+        log.info("Holding %d event(s) for order %s: the app was uninstalled from store %s", len(ids), order_id, store_hash)
+        return
     if store is None:
         note = f"The bridge has no credentials for store {store_hash}."
         with immediate(ctx.db):
             _settle(ctx, ids, state=inbox.IGNORED, outcome="unknown_store", note=note)
         log.info("Ignored %d event(s) for order %s: %s", len(ids), order_id, note)
-        return True
+        return
     try:
         _evaluate(ctx, store, order_id, claimed)
     except BigCommerceError as error:
@@ -56,7 +69,6 @@ def handle_next(ctx: Context) -> bool:
     except Exception as error:
         log.exception("Error while evaluating order %s of store %s", order_id, store_hash)
         _failed(ctx, claimed, f"internal error: {type(error).__name__}", classify(None, Failure.INTERNAL), None)
-    return True
 
 
 def facts_of(order: dict | None) -> OrderFacts:

@@ -213,3 +213,24 @@ def test_a_store_with_no_key_pair_anywhere_is_paused_until_it_saves_one(make_set
     worker.run_until_idle()
     assert reports(refersion) == [("201", PAIRS["appone"][0]), ("301", PAIRS["apptwo"][0])]
     assert history.store_health(db, "apptwo")["refersion"]["paused"] is False
+
+
+def test_events_claimed_at_the_moment_of_an_uninstall_are_held_not_dropped(settings, worker, db, bigcommerce, refersion):
+    """The worker claimed a store's events just before its uninstall landed: they wait for a re-install."""
+    from bridge.storage import inbox
+    from tests.conftest import install_store
+
+    install_store(settings, "race01", access_token="race01-token-0123456789")
+    bigcommerce.add_store("race01", "race01-token-0123456789")
+    order_id = bigcommerce.add(load_fixture("manual_discount"), store_hash="race01")
+    client = create_app(settings).test_client()
+    assert post_webhook(client, status_updated(order_id, 11, store_hash="race01"), token=hook_token_of("race01")).status_code == 200
+    claimed = inbox.claim_order_events(db, owner=worker.owner, now=time.time() + 1, lease=15.0)
+    with immediate(db):
+        store_rows.uninstall(db, store_hash="race01", now=time.time())
+    evaluate.handle_claimed(worker.ctx, claimed)
+    (event,) = db.query("SELECT state, outcome, last_error FROM events WHERE order_id = ?", [order_id])
+    assert (event["state"], event["outcome"]) == ("pending", None) and "uninstalled" in event["last_error"]
+    install_store(settings, "race01", access_token="race01-token-0123456789")
+    worker.run_until_idle()
+    assert refersion.attempts == [str(order_id)]
