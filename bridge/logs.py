@@ -1,4 +1,4 @@
-"""Logging set-up: one format for every process, and no secret in any line.
+"""Logging set-up: one format for every process, and no secret (nor email or IP address) in any line.
 
 Two kinds of secret are redacted: the configuration's (given to :func:`configure_logging`)
 and those the process learns while it runs, such as access tokens and Refersion secret
@@ -12,6 +12,8 @@ import re
 import sys
 import threading
 from collections.abc import Iterable
+
+from bridge.core.personal import mask_personal
 
 FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 REDACTED = "[redacted]"
@@ -69,7 +71,8 @@ class RedactSecrets(logging.Filter):
             learnt = _learnt.snapshot
             pattern = self._compile(learnt)
             self._pattern = (learnt, pattern)
-        return pattern.sub(REDACTED, text) if pattern is not None else text
+        # Customer email and IP addresses too (an answer from Refersion may echo them).
+        return mask_personal(pattern.sub(REDACTED, text) if pattern is not None else text)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -34,6 +34,9 @@ def connect(path: str | Path, *, migrate: bool = True, busy_timeout: float = BUS
     db = Database(conn)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
+    # Freed space is zeroed, so customer data purged after the retention period (storage/purge.py)
+    # leaves no copy in the file's free pages or cells.
+    db.execute("PRAGMA secure_delete=ON")
     if migrate:
         with immediate(db):
             migrations.apply(db)
@@ -287,3 +290,15 @@ def m004_chores(db: Database) -> None:
 def m005_used_jwts(db: Database) -> None:
     """The ids (``jti``) of the app callbacks' signed payloads already used, until they expire."""
     db.execute("CREATE TABLE used_jwts (jti TEXT PRIMARY KEY, expires_at REAL NOT NULL)")
+
+
+@migrations()
+def m006_purge(db: Database) -> None:
+    """When each event and delivery had its customer data removed (see storage/purge.py).
+
+    The partial indexes hold only rows not purged yet, so a daily purge reads only those.
+    """
+    db.execute("ALTER TABLE events ADD COLUMN purged_at REAL")
+    db.execute("ALTER TABLE deliveries ADD COLUMN purged_at REAL")
+    db.execute("CREATE INDEX events_unpurged ON events (received_at) WHERE purged_at IS NULL")
+    db.execute("CREATE INDEX deliveries_unpurged ON deliveries (created_at) WHERE purged_at IS NULL")

@@ -7,9 +7,11 @@ from sqlite_utils import Database
 
 from bridge.storage import db as database
 
-# A request stuck behind a lock answers 503 (BigCommerce retries) after this long,
-# well before BigCommerce gives up on the delivery.
-REQUEST_BUSY_TIMEOUT = 10.0
+# A request stuck behind a lock answers 503 (BigCommerce retries) after this long. BigCommerce
+# publishes no receiver timeout and asks for an answer "immediately"; common senders cut at 5 s.
+# Normal lock waits are milliseconds (every transaction is short), so a longer wait means a stuck
+# writer, and an answered 503 (retried in 60 s) beats a hung connection holding a web thread.
+REQUEST_BUSY_TIMEOUT = 3.0
 
 
 def get_db() -> Database:

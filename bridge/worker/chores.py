@@ -90,3 +90,6 @@ def run_next(ctx: Context) -> bool:
         ),
     )
     return True
+
+
+from bridge.worker import purge as _purge  # noqa: E402, F401  (registers the purge chore)

@@ -25,7 +25,9 @@ def test_every_command_has_help(command):
 
 
 def test_the_commands_of_this_version():
-    assert sorted(cli.commands) == ["check", "demo", "hooks", "keys", "orders", "replay", "send-test-webhook", "serve", "web", "worker"]
+    assert sorted(cli.commands) == [
+        "check", "demo", "hooks", "keys", "orders", "purge", "replay", "send-test-webhook", "serve", "web", "worker"
+    ]  # fmt: skip
 
 
 def run_bridge(args, env):
