@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 RESUME_CHECK_SECONDS = 10.0
 CHORE_CHECK_SECONDS = 1.0  # how often an idle worker looks for a due chore (a claim takes the write lock)
-MAX_IDLE_WAIT = 1.0  # seconds: the loop never waits longer than this, so a stop is noticed at once
+MAX_IDLE_WAIT = 1.0  # seconds: the loop never waits longer than this when idle
+MAX_ERROR_WAIT = 30.0  # seconds: the longest wait after failures in a row (a stop still ends it at once)
 
 
 def _owner_id() -> str:
@@ -68,16 +69,21 @@ class Worker:
         heartbeat = threading.Thread(target=self._heartbeat, args=(heartbeat_stop,), name="lease-heartbeat", daemon=True)
         heartbeat.start()
         try:
+            failures = 0
             while not stop.is_set():
                 try:
                     worked = self.run_once()
+                    failures = 0
                 except Exception as error:
-                    # A bug or a database failure does not stop the worker as long as it
-                    # can hand back what it held, as a failed attempt: the heartbeat would
-                    # otherwise renew the lease of an item nobody works on.
-                    log.exception("Worker loop error")
+                    # A bug or a database failure (locked, full, read-only) does not stop the
+                    # worker: what it held goes back as a failed attempt, and it waits longer
+                    # after each failure in a row, so a full disk is retried, not spun on.
+                    failures += 1
+                    if failures <= 3 or failures % 100 == 0:
+                        log.exception("Worker loop error (%d in a row)", failures)
                     self.give_back(f"internal error: {type(error).__name__}")
-                    worked = False
+                    stop.wait(min(self.settings.worker.poll_interval * 2**failures, MAX_ERROR_WAIT))
+                    continue
                 if not worked:
                     stop.wait(min(self.settings.worker.poll_interval, MAX_IDLE_WAIT))
         finally:
@@ -125,10 +131,17 @@ class Worker:
                         table.settle(self.db, [row["id"]], owner=self.owner, **columns)
                 chore_rows.release(self.db, owner=self.owner)
         except Exception:
-            # Nothing sensible is left to do here: stop, so the leases run out and a
-            # restarted worker takes the work up (crash-only).
-            log.critical("Could not hand back claimed work; stopping the worker")
-            raise
+            if unrecorded is not None:
+                # An answer from Refersion that the database will not take: stop (crash-only),
+                # so the lease runs out and a restarted worker takes the delivery up.
+                log.critical("Could not record an answer nor hand back claimed work; stopping the worker")
+                raise
+            # Nothing was sent: take a new identity, so the heartbeat stops renewing what the
+            # old one held; its leases run out and it is claimed again once the database takes
+            # writes (a full or read-only disk), while the web half keeps answering 503.
+            old, self.owner = self.owner, _owner_id()
+            self.ctx.owner = self.owner
+            log.critical("Could not hand back the work of %s; it is taken up again once its leases run out", old, exc_info=True)
 
     def _heartbeat(self, stop: threading.Event) -> None:
         # Its own connection, waiting briefly for the lock: a renewal that cannot happen

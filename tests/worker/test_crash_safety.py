@@ -264,3 +264,44 @@ def test_leases_are_renewed_until_the_item_in_hand_is_settled_even_after_a_stop_
         running.join(timeout=30)
     assert refersion.attempts == ["79"]
     assert next(db.query("SELECT state FROM deliveries"))["state"] == "done"
+
+
+def test_a_worker_whose_database_refuses_every_write_waits_and_resumes(make_worker, refersion, db, queue_report):
+    """A full or read-only disk with nothing sent: the worker neither exits nor spins; once
+    writes are taken again, what it held is claimed again and sent once."""
+    leases = Leases(lease_seconds=1.0, heartbeat_seconds=0.2, heartbeat_busy_timeout=0.1)
+    worker = make_worker(clock=time.time, leases=leases)
+    queue_report(81, time.time())
+    db.execute(REFUSE_WRITES)
+    stop, running = run_in_thread(worker)
+    try:
+        time.sleep(1.5)
+        assert running.is_alive() and refersion.attempts == []
+        db.execute("DROP TRIGGER refuse_claims")
+        wait_for(lambda: refersion.attempts == ["81"], timeout=15)
+    finally:
+        stop.set()
+        running.join(timeout=10)
+    assert next(db.query("SELECT state FROM deliveries"))["state"] == "done"
+
+
+REFUSE_WRITES = "CREATE TRIGGER refuse_claims BEFORE UPDATE ON deliveries BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+
+
+def test_work_that_cannot_be_handed_back_is_taken_up_again_when_its_lease_runs_out(worker, refersion, db, clock, queue_report):
+    """Nothing was sent, and the hand-back itself is refused: the worker takes a new identity
+    (its heartbeat stops renewing the old leases) instead of exiting."""
+    queue_report(82, clock.now)
+    with immediate(db):
+        outbox.deliveries.claim(db, owner=worker.owner, now=clock.now)
+    old_owner = worker.owner
+    db.execute(REFUSE_WRITES)
+    worker.give_back("internal error: OperationalError")  # does not raise
+    assert worker.owner != old_owner and worker.ctx.owner == worker.owner
+    db.execute("DROP TRIGGER refuse_claims")
+    assert next(db.query("SELECT lease_owner FROM deliveries"))["lease_owner"] == old_owner
+    worker.run_until_idle()
+    assert refersion.attempts == []  # still leased to the old identity
+    clock.advance(LEASE_SECONDS + 1)
+    worker.run_until_idle()
+    assert refersion.attempts == ["82"]
