@@ -90,3 +90,6 @@ def run_next(ctx: Context) -> bool:
         ),
     )
     return True
+
+
+from bridge.worker import reconcile  # noqa: E402, F401  (its chore joins CHORES)
