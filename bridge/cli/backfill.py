@@ -130,11 +130,7 @@ def _give_back(ctx: Context) -> int:
 @click.option("--store", "store_hash", metavar="HASH", help="Only this store [default: every store the bridge serves].")
 @click.pass_context
 def backfill(ctx: click.Context, since: float, until: float | None, store_hash: str | None) -> None:
-    """Evaluate the orders modified since DATE that no webhook brought, as the worker would.
-
-    For webhooks missed while the bridge or a hook was down. Reports are queued, not sent: the
-    running worker sends them. Safe to stop and to run again: nothing is queued twice.
-    """
+    """Evaluate the orders modified since DATE that no webhook brought (reports are queued for the worker; safe to re-run)."""
     until = time.time() if until is None else until
     if since > until:
         raise click.BadParameter(f"--since ({_utc(since)}) is after --until ({_utc(until)}).", param_hint="'--since'")

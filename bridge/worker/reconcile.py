@@ -210,6 +210,8 @@ def run(ctx: Context, store: Store, state: dict) -> dict:
     for the quota (the next one goes on from there, without the overlap); ``since`` an older
     instant someone asked a pass to cover (``storage.chores.bring_forward``), cleared once walked.
     """
+    if pauses_of(ctx, store.store_hash):
+        return state  # its token was refused: nothing can be read until it changes, and the window waits
     interval = ctx.settings.worker.reconcile_interval
     row = chore_rows.find(ctx.db, name=NAME, store_hash=store.store_hash)
     # The row is due one interval after it was first scheduled: the very first pass starts there.

@@ -25,7 +25,19 @@ def test_every_command_has_help(command):
 
 
 def test_the_commands_of_this_version():
-    assert sorted(cli.commands) == ["check", "demo", "hooks", "keys", "orders", "replay", "send-test-webhook", "serve", "web", "worker"]
+    assert sorted(cli.commands) == [
+        "backfill",
+        "check",
+        "demo",
+        "hooks",
+        "keys",
+        "orders",
+        "replay",
+        "send-test-webhook",
+        "serve",
+        "web",
+        "worker",
+    ]
 
 
 def run_bridge(args, env):
@@ -124,6 +136,7 @@ def _bad_port_config(tmp_path, name):
 
 # Groups and commands that need more words.
 FULL_COMMAND = {
+    "backfill": ["backfill", "--since", "2026-11-01"],
     "hooks": ["hooks", "list"],
     "keys": ["keys", "rotate"],
     "orders": ["orders", "list"],

@@ -147,3 +147,20 @@ def test_the_first_window_starts_when_the_chore_was_scheduled_not_at_the_dawn_of
     since, _ = reconcile.window({"until": 9_000.0, "since": 1_000.0}, now=10_000.0, first_since=0.0)
     assert since == 1_000.0
     assert rfc2822(0) == "Thu, 01 Jan 1970 00:00:00 +0000"
+
+
+def test_bridge_orders_why_says_who_found_the_order(worker, clock, bigcommerce, refersion, environ):
+    import os
+
+    from click.testing import CliRunner
+
+    from bridge.cli import cli
+
+    worker.run_until_idle()
+    bigcommerce.add_order(7701, created_at=clock.now)
+    clock.advance(INTERVAL)
+    worker.run_until_idle()
+    clean = {key: None for key in os.environ if key.startswith("BRIDGE_")}
+    result = CliRunner().invoke(cli, ["orders", "why", "7701"], env={**clean, **environ})
+    assert result.exit_code == 0, result.output
+    assert "bridge/reconcile (found by reconcile)  (done: report)" in result.output
