@@ -146,3 +146,30 @@ def test_the_walk_waits_for_the_quota_to_reset_instead_of_being_refused(run, sho
     assert answered.count(429) == 0
     assert len(answered) > reconcile.RESERVE + 4  # more than one window's quota: it did wait
     assert time.monotonic() - started > 0.3
+
+
+def test_ctrl_c_mid_walk_leaves_nothing_half_done_and_a_re_run_finishes_the_job(spawn, run, bigcommerce, db):
+    import signal
+
+    from tests.processes import wait_for
+
+    now = time.time()
+    bigcommerce.max_page_size = 2
+    order_ids = list(range(8201, 8221))
+    for offset, order_id in enumerate(order_ids):
+        bigcommerce.add_order(order_id, created_at=now - 3 * HOUR + offset)
+    bigcommerce.latency = 0.2  # slow enough to be stopped mid-evaluation
+    process = spawn(["backfill", "--since", day(now - 4 * HOUR)])
+    wait_for(lambda: f"{STORE_HASH}: pages 2," in process.output, timeout=30)
+    time.sleep(0.5)  # the next page is listed (0.2 s); its first order's evaluation takes a second
+    assert process.stop(signal.SIGINT, timeout=20) == 130, process.output
+    assert "Interrupted. The orders queued so far are kept" in process.output
+    assert "Traceback" not in process.output
+    assert [row["state"] for row in db.query("SELECT state FROM events WHERE state = 'working'")] == []
+    assert 0 < len(events(db)) < len(order_ids)
+
+    bigcommerce.latency = 0.0
+    result = run("--since", day(now - 4 * HOUR))
+    assert result.exit_code == 0, result.output
+    assert events(db) == order_ids  # each queued once over both runs
+    assert queued_reports(db) == order_ids
