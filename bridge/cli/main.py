@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bridge.cli import check, demo, hooks, keys, orders, purge, run, send_webhook
+from bridge.cli import backfill, check, demo, hooks, keys, orders, purge, run, send_webhook
 from bridge.cli.common import BridgeGroup, command_name
 
 
@@ -33,6 +33,7 @@ for command in (
     send_webhook.send_test_webhook,
     orders.orders,
     orders.replay,
+    backfill.backfill,
     purge.purge,
 ):
     cli.add_command(command)

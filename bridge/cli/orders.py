@@ -41,7 +41,9 @@ def print_story(story: dict) -> None:
         click.echo(f"  {story['note']}")
     click.echo("Events received:")
     for event in story["events"]:
-        click.echo(f"  {event['received_at']}  {event['scope']}  ({event['state']}{': ' + event['outcome'] if event['outcome'] else ''})")
+        found = f" (found by {event['found_by']})" if event.get("found_by") else ""
+        outcome = f": {event['outcome']}" if event["outcome"] else ""
+        click.echo(f"  {event['received_at']}  {event['scope']}{found}  ({event['state']}{outcome})")
     if story["decisions"]:
         click.echo("Decisions, oldest first:")
         for decision in story["decisions"]:

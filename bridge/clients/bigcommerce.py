@@ -10,6 +10,8 @@ exceptions. It is wrapped where it falls short (see README, "BigCommerce API use
 - a 429 raises at once: it becomes a ``BigCommerceError`` carrying
   ``X-Rate-Limit-Time-Reset-Ms``, and the worker holds the store back that long
   (never sleeping inside a call: one store's quota must not stall another store);
+  the last answer's quota headers are kept (``rate_limit``) so a long walk through the
+  orders can wait for the reset before a request the quota would refuse;
 - a 204 (empty list) comes back as a truthy empty object: read as ``[]``;
 - a 200 that is not JSON crashes inside it (``e.message``): checked first;
 - its resource classes drop keys that clash with method names (``products``,
@@ -22,9 +24,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
+from email.utils import format_datetime
 from typing import TypeVar
 
 import requests
@@ -244,6 +249,7 @@ class _Connection(OAuthConnection):
         return self.api_url + self.api_path.format(self.store_hash, url)
 
     def _handle_response(self, url, res, suppress_empty=True):
+        self._last_response = res
         if res.status_code in (200, 201, 202):
             try:
                 res.json()
@@ -314,6 +320,55 @@ def _direct(what: Callable[[], T]) -> T:
     return what()
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    """The store's API quota as BigCommerce's last answer told it (``X-Rate-Limit-*`` headers)."""
+
+    requests_left: int | None
+    reset_seconds: float | None  # until the quota is refreshed, counted from ``at``
+    quota: int | None
+    at: float  # time.monotonic() when the answer came
+
+    @classmethod
+    def from_headers(cls, headers, at: float) -> RateLimit:
+        left, quota = _whole(headers.get("X-Rate-Limit-Requests-Left")), _whole(headers.get("X-Rate-Limit-Requests-Quota"))
+        return cls(left, _reset_seconds(headers), quota, at)
+
+    def wait_before_next(self, reserve: int, now: float | None = None) -> float:
+        """Seconds to wait before the next request so that ``reserve`` requests stay unspent; 0: go now.
+
+        Once the announced reset has passed the quota is fresh again, whatever was left.
+        """
+        if self.requests_left is None or self.reset_seconds is None or self.requests_left > reserve:
+            return 0.0
+        return max(0.0, self.at + self.reset_seconds - (time.monotonic() if now is None else now))
+
+
+def _whole(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def rfc2822(when: float) -> str:
+    """Unix seconds as BigCommerce writes dates (``Tue, 05 Mar 2019 21:40:11 +0000``)."""
+    return format_datetime(datetime.fromtimestamp(int(when), UTC))
+
+
+@dataclass(frozen=True)
+class OrdersPage:
+    """One page of a walk through orders by ``date_modified``.
+
+    ``listed_until``: every order modified before this instant (Unix seconds) has been listed
+    once this page is handled; orders modified in that very second may follow on the next page.
+    None when the page's dates could not be read.
+    """
+
+    orders: list[dict]
+    listed_until: float | None
+
+
 class BigCommerceClient:
     """Reads one store's orders. Counts its calls: the store's quota is shared."""
 
@@ -334,10 +389,20 @@ class BigCommerceClient:
             api_url=api_url, store_hash=store_hash, access_token=access_token, client_id=client_id, timeout=timeout, version="v3"
         )
         self.calls = 0
+        self.rate_limit: RateLimit | None = None  # from the last answer that carried the headers
 
     def _call(self, connection: _Connection, method: str, resource: str, *, body: dict | None = None, **query):
         """One request through the package's connection; returns parsed JSON, or None for 204."""
         self.calls += 1
+        connection._last_response = None
+        try:
+            return self._send(connection, method, resource, body=body, **query)
+        finally:
+            answer = connection._last_response
+            if answer is not None and "X-Rate-Limit-Requests-Left" in answer.headers:
+                self.rate_limit = RateLimit.from_headers(answer.headers, time.monotonic())
+
+    def _send(self, connection: _Connection, method: str, resource: str, *, body: dict | None = None, **query):
         try:
             if method == "GET":
                 result = connection.get(resource, **query)
@@ -517,6 +582,40 @@ class BigCommerceClient:
         if not isinstance(data, dict) or not data:
             raise BigCommerceError(f"BigCommerce sent an empty answer for order {order_id}", failure=Failure.BAD_RESPONSE)
         return self._load(OrderSchema(), data, f"order {order_id}")
+
+    def orders_modified(self, since: float, until: float) -> Iterator[OrdersPage]:
+        """Every order modified from ``since`` to ``until`` (Unix seconds, both included), oldest
+        change first, a page per request; the next page is asked for only when the caller wants it.
+
+        ``GET /v2/orders?min_date_modified=…&max_date_modified=…&sort=date_modified:asc`` until an
+        empty page or a 204. Each next page starts from the last date seen (``page=1`` again, the
+        orders of that second already seen left out) rather than asking for page N+1: an order
+        modified during the walk leaves the window, and plain page numbers would then shift the
+        rest by one and skip an order.
+        """
+        cursor, seen, page = float(int(since)), set(), 1
+        while True:
+            found = self._get(
+                "orders",
+                min_date_modified=rfc2822(cursor),
+                max_date_modified=rfc2822(until),
+                sort="date_modified:asc",
+                limit=PAGE_SIZE,
+                page=page,
+            )
+            if found is None or found == {} or found == []:
+                return
+            if not isinstance(found, list):
+                raise BigCommerceError("BigCommerce sent a list of orders that is not a list", failure=Failure.BAD_RESPONSE)
+            orders = self._load(OrderSchema(), found, "a list of orders", many=True)
+            fresh = [order for order in orders if not (order["modified_at"] == cursor and order["id"] in seen)]
+            last = orders[-1]["modified_at"]
+            if last is not None and last > cursor:
+                cursor, seen, page = last, {order["id"] for order in orders if order["modified_at"] == last}, 1
+            else:  # a whole page of one second (or of unreadable dates): on to the next page number
+                seen |= {order["id"] for order in orders}
+                page += 1
+            yield OrdersPage(fresh, cursor if last is not None else None)
 
     def fetch_order_products(self, order_id: int) -> list[dict]:
         return self._get_list(f"orders/{order_id}/products", f"the lines of order {order_id}", OrderProductSchema())

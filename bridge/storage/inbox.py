@@ -19,6 +19,11 @@ from bridge.storage.queue import LEASES, PENDING, LeasedTable
 log = logging.getLogger(__name__)
 
 HANDLED_SCOPES = (*ORDER_SCOPES, CART_CONVERTED, *APP_SCOPES)
+# Events the bridge writes itself for an order it found in BigCommerce's order list that no
+# webhook brought (worker/reconcile.py). Never accepted from a sender: not in HANDLED_SCOPES.
+RECONCILE, BACKFILL = "bridge/reconcile", "bridge/backfill"
+RECOVERED_SCOPES = (RECONCILE, BACKFILL)
+EVALUATED_SCOPES = (*ORDER_SCOPES, *RECOVERED_SCOPES)  # the events the worker evaluates together
 
 DONE, IGNORED, DEFERRED = "done", "ignored", "deferred"
 
@@ -136,6 +141,46 @@ def _before_install(db: Database, envelope: Envelope) -> bool:
     return envelope.created_at is not None and installed_at is not None and envelope.created_at < installed_at
 
 
+def record_recovered(db: Database, *, store_hash: str, order_id: int, date_modified: str, scope: str, now: float) -> int | None:
+    """Queue an evaluation of an order found by reconcile or backfill; its id, or None when this
+    version of the order (``date_modified``) was queued so already, by either (call in a transaction)."""
+    if scope not in RECOVERED_SCOPES:
+        raise ValueError(f"not a recovery scope: {scope}")
+    data = {"type": "order", "id": order_id, "date_modified": date_modified}
+    body = json.dumps({"scope": scope, "producer": f"stores/{store_hash}", "data": data}, separators=(",", ":"))
+    inserted = rows(
+        db.execute(
+            """
+            INSERT INTO events (dedupe_key, store_hash, scope, hash, order_id, body, received_at, state, due_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (dedupe_key) DO NOTHING
+            RETURNING id
+            """,
+            [
+                f"{store_hash}|recovered|{order_id}|{date_modified}",
+                store_hash,
+                scope,
+                hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest(),
+                order_id,
+                body,
+                now,
+                PENDING,
+                now,
+            ],
+        )
+    )
+    return inserted[0]["id"] if inserted else None
+
+
+def open_order_events(db: Database, *, store_hash: str, order_id: int) -> int:
+    """How many of the order's events wait to be evaluated (pending or being worked on)."""
+    marks = ", ".join("?" for _ in EVALUATED_SCOPES)
+    return db.execute(
+        f"SELECT count(*) FROM events WHERE store_hash = ? AND order_id = ? AND state IN ('pending', 'working') AND scope IN ({marks})",
+        [store_hash, order_id, *EVALUATED_SCOPES],
+    ).fetchone()[0]
+
+
 def claim_order_events(db: Database, *, owner: str, now: float, lease: float = LEASES.lease_seconds) -> list[dict]:
     """Claim the next due order event together with every other pending event for the same order.
 
@@ -146,7 +191,7 @@ def claim_order_events(db: Database, *, owner: str, now: float, lease: float = L
         first = events.claim(db, owner=owner, now=now, lease=lease)
         if first is None:
             return []
-        scopes = ", ".join(f"'{scope}'" for scope in ORDER_SCOPES)
+        scopes = ", ".join(f"'{scope}'" for scope in EVALUATED_SCOPES)
         siblings = events.claim_pending(
             db,
             owner=owner,

@@ -93,3 +93,4 @@ def run_next(ctx: Context) -> bool:
 
 
 from bridge.worker import purge as _purge  # noqa: E402, F401  (registers the purge chore)
+from bridge.worker import reconcile  # noqa: E402, F401  (its chore joins CHORES)

@@ -108,7 +108,7 @@ def test_refused_keys_show_as_paused_and_a_dry_run_shows_the_body_it_would_have_
 
 def test_status_puts_it_together_in_the_spec_shape(db, pipeline):
     status = history.status(db, [(STORE_HASH, "api_account")])
-    assert set(status) == {"stores", "counts", "skipped_by_reason", "recent"}
+    assert set(status) == {"stores", "counts", "skipped_by_reason", "recent", "coverage"}
     (store,) = status["stores"]
     assert set(store) == {"store_hash", "mode", "bigcommerce", "hooks", "refersion", "last_webhook_at"}
     assert set(status["recent"][0]) == {"store_hash", "order_id", "decision", "reason_code", "reason", "refersion_status", "at"}
@@ -128,3 +128,69 @@ def test_a_cart_link_alone_is_not_an_order_heard_of(client, db):
     post_webhook(client, envelope("store/cart/converted", {"type": "cart", "id": "c-777", "orderId": 777001}))
     assert history.counts(db)[0]["received"] == 0
     assert history.stores_with_order(db, 777001) == []
+
+
+ADMIN = "adm-tok-coverage-0123456789"
+
+
+@pytest.fixture
+def settings(make_settings):
+    return make_settings(server_admin_token=ADMIN, server_session_secret="sess-coverage-0123456789abcdef")
+
+
+def test_coverage_counts_the_orders_only_reconcile_or_backfill_found(client, worker, clock, bigcommerce, refersion, db):
+    from bridge.storage.inbox import BACKFILL
+    from bridge.worker import reconcile
+
+    worker.run_until_idle()  # schedules the reconcile chore
+    for order_id in (9001, 9002, 9003):
+        bigcommerce.add_order(order_id, created_at=clock.now)
+        post_webhook(client, status_updated(order_id, 11))
+    worker.run_until_idle()
+    webhook_at = history.store_health(db, STORE_HASH)["last_webhook_at"]
+    bigcommerce.add_order(9010, created_at=clock.now)  # its webhook never came
+    clock.advance(900)
+    worker.run_until_idle()
+    bigcommerce.add_order(9020, created_at=clock.now)
+    store = worker.ctx.stores.get(db, STORE_HASH)
+    reconcile.walk(worker.ctx, store, clock.now - 10, clock.now + 10, scope=BACKFILL)
+    worker.run_until_idle()
+    assert sorted(refersion.order_ids) == ["9001", "9002", "9003", "9010", "9020"]
+
+    expected = {
+        "days": 30,
+        "orders": 5,
+        "by_webhook": 3,
+        "recovered": {"reconcile": 1, "backfill": 1},
+        "percent_by_webhook": 60.0,
+        "summary": "60% of orders arrived by webhook; 2 were recovered (1 by reconcile, 1 by backfill) (last 30 days).",
+    }
+    status = history.status(db, [(STORE_HASH, "api_account")])
+    assert status["coverage"] == {**expected, "stores": {STORE_HASH: expected}}
+    assert history.store_health(db, STORE_HASH)["last_webhook_at"] == webhook_at  # found orders are no webhooks
+    assert history.status(db, [(STORE_HASH, "api_account")], now=time.time() + 31 * 86400)["coverage"]["summary"] == (
+        "No orders in the last 30 days yet."
+    )
+
+    api = client.get("/api/status", headers={"Authorization": f"Bearer {ADMIN}"}).get_json()
+    assert api["coverage"]["summary"] == expected["summary"] and api["coverage"]["recovered"] == {"reconcile": 1, "backfill": 1}
+    story = client.get("/api/orders/9010", headers={"Authorization": f"Bearer {ADMIN}"}).get_json()
+    assert [(event["scope"], event["found_by"]) for event in story["events"]] == [("bridge/reconcile", "reconcile")]
+
+    client.post("/login", data={"token": ADMIN})
+    page = client.get("/").get_data(as_text=True)
+    assert "60% of orders arrived by webhook; 2 were recovered (1 by reconcile, 1 by backfill) (last 30 days)." in page
+    assert "found by reconcile" in client.get(f"/orders/9010?store={STORE_HASH}").get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    ("webhook", "reconcile", "backfill", "words"),
+    [
+        (986, 13, 0, "98.6% of orders arrived by webhook; 13 were recovered by reconcile (last 30 days)."),
+        (9999, 1, 0, "99.9% of orders arrived by webhook; 1 was recovered by reconcile (last 30 days)."),  # never rounded up to 100
+        (4, 0, 0, "100% of orders arrived by webhook; none needed recovering (last 30 days)."),
+        (0, 0, 2, "0% of orders arrived by webhook; 2 were recovered by backfill (last 30 days)."),
+    ],
+)
+def test_coverage_in_words(webhook, reconcile, backfill, words):
+    assert history._coverage_figures(30, webhook, reconcile, backfill)["summary"] == words

@@ -44,7 +44,7 @@ def test_status_has_the_spec_shape(api, orders):
     response = api.get("/api/status", headers=BEARER)
     assert response.status_code == 200
     body = response.get_json()
-    assert set(body) == {"stores", "counts", "skipped_by_reason", "recent"}
+    assert set(body) == {"stores", "counts", "skipped_by_reason", "recent", "coverage"}  # SPEC section 3, and webhook coverage
     (store,) = body["stores"]
     assert (store["store_hash"], store["mode"]) == (STORE_HASH, "api_account")
     assert store["refersion"]["ok"] is True and store["bigcommerce"]["ok"] is True
