@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 from sqlite_utils import Database
 
-from bridge.storage import outbox
+from bridge.storage import hook_checks, outbox
 from bridge.storage.db import rows
 from bridge.storage.queue import DEAD, PENDING, WORKING
 
@@ -190,10 +190,35 @@ def store_health(db: Database, store_hash: str) -> dict:
         refersion = {"ok": None, "paused": False, "detail": "Not known yet: nothing has been sent."}
     return {
         "bigcommerce": bigcommerce,
-        # Filled by the hook checks of a later version; unknown until then.
-        "hooks": {"registered": None, "active": None, "missing": []},
+        "hooks": _hooks(db, store_hash),
         "refersion": refersion,
         "last_webhook_at": iso(last_webhook),
+    }
+
+
+def _hooks(db: Database, store_hash: str) -> dict:
+    """The store's webhooks as the last hook check found them (``registered`` None: not checked yet)."""
+    check = hook_checks.find(db, store_hash)
+    if check is None:
+        return {"registered": None, "active": None, "missing": [], "inactive": [], "checked_at": None, "detail": "Not checked yet."}
+    problems = check["problems"]
+    missing = sorted(scope for scope, found in problems.items() if hook_checks.MISSING in found)
+    inactive = sorted(scope for scope, found in problems.items() if hook_checks.INACTIVE in found)
+    if problems:
+        detail = f"{len(problems)} of {check['wanted']} not working: {hook_checks.describe(problems)}."
+        detail += f" Since {iso(check['down_since'])} at the latest." if check["down_since"] else ""
+        detail += f" {check['note'][0].upper()}{check['note'][1:]}." if check["note"] else ""
+    else:
+        detail = f"All {check['wanted']} active (checked {iso(check['checked_at'])})."
+    if check["repaired_at"]:
+        detail += f" Last repair: {hook_checks.describe(check['repaired'])}, fixed by the bridge at {iso(check['repaired_at'])}."
+    return {
+        "registered": not missing,
+        "active": not problems,
+        "missing": missing,
+        "inactive": inactive,
+        "checked_at": iso(check["checked_at"]),
+        "detail": detail,
     }
 
 

@@ -90,3 +90,7 @@ def run_next(ctx: Context) -> bool:
         ),
     )
     return True
+
+
+# Each chore module appends its Chore to CHORES when imported (after CHORES exists).
+from bridge.worker import hook_health  # noqa: E402, F401
