@@ -93,4 +93,4 @@ def run_next(ctx: Context) -> bool:
 
 
 # Each chore module appends its Chore to CHORES when imported (after CHORES exists).
-from bridge.worker import hook_health  # noqa: E402, F401
+from bridge.worker import alerts, hook_health  # noqa: E402, F401

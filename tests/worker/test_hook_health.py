@@ -33,8 +33,7 @@ def web(make_settings):
     return app.test_client()
 
 
-@pytest.fixture
-def registered(bigcommerce) -> dict[str, int]:
+def register_bridge_hooks(bigcommerce) -> dict[str, int]:
     """The bridge's hooks registered on the sandbox store, as `bridge hooks register` does; scope -> hook id."""
     client = BigCommerceClient(api_url=bigcommerce.url, store_hash=STORE_HASH, access_token=BC_TOKEN, timeout=2)
     try:
@@ -43,6 +42,11 @@ def registered(bigcommerce) -> dict[str, int]:
         client.close()
     bigcommerce.reset_records()
     return {hook["scope"]: hook["id"] for hook in bigcommerce.hooks()}
+
+
+@pytest.fixture
+def registered(bigcommerce) -> dict[str, int]:
+    return register_bridge_hooks(bigcommerce)
 
 
 def check_hooks(worker, clock) -> None:
@@ -172,3 +176,12 @@ def test_a_store_whose_token_is_refused_is_not_checked(make_worker, clock, regis
     bigcommerce.reset_records()
     check_hooks(worker, clock)
     assert bigcommerce.recorded("/v3/hooks") == [] and hook_checks.find(db, STORE_HASH) is None
+
+
+def test_a_public_url_bigcommerce_cannot_send_to_is_reported_not_used(make_settings, make_worker, web, clock, registered, bigcommerce):
+    worker = make_worker(make_settings(server_public_url="http://bridge.example.com"))
+    bigcommerce.deactivate_hook(registered[STATUS_UPDATED])
+    check_hooks(worker, clock)
+    assert hook_writes(bigcommerce) == []
+    problems = " ".join(web.get("/healthz").get_json()["problems"])
+    assert "server.public_url must be https on port 443" in problems
