@@ -206,7 +206,7 @@ def _hooks(db: Database, store_hash: str) -> dict:
     inactive = sorted(scope for scope, found in problems.items() if hook_checks.INACTIVE in found)
     if problems:
         detail = f"{len(problems)} of {check['wanted']} not working: {hook_checks.describe(problems)}."
-        detail += f" Since {iso(check['down_since'])} at the latest." if check["down_since"] else ""
+        detail += f" Webhooks may have been missed since {iso(check['down_since'])}." if check["down_since"] else ""
         detail += f" {check['note'][0].upper()}{check['note'][1:]}." if check["note"] else ""
     else:
         detail = f"All {check['wanted']} active (checked {iso(check['checked_at'])})."

@@ -93,9 +93,13 @@ def problems_now(ctx: Context, store: Store, now: float) -> dict[str, str]:
     quiet_hours = ctx.settings.alerts.quiet_hours
     last = incidents.quiet_since(db, store_hash, now=now, quiet_seconds=quiet_hours * 3600, reconcile_scope=hook_checks.RECONCILE_SCOPE)
     if last is not None:
-        since = f"since {when(last)}" if last else "ever"
+        since = (
+            f"has reached the bridge for store {store_hash} since {when(last)}"
+            if last
+            else f"has ever reached the bridge for store {store_hash}"
+        )
         found[QUIET] = (
-            f"No webhook from BigCommerce has reached the bridge for store {store_hash} {since} (over {quiet_hours:g} hours), "
+            f"No webhook from BigCommerce {since} (over {quiet_hours:g} hours), "
             "yet its reconcile passes keep finding orders no webhook brought. Check the store's webhooks "
             "(`bridge hooks list`) and that server.public_url reaches the bridge."
         )

@@ -311,3 +311,11 @@ def test_alerts_of_a_store_paused_for_both_remotes_still_go_out(alerting, make_w
     assert not any(secret in message for message in slack.messages for secret in (REFERSION_SECRET, BC_TOKEN))
     assert "[redacted]" in slack.messages[0] or "[redacted]" in slack.messages[1]
     assert outbox.find(db, outbox.paid_key(STORE_HASH, 7))["state"] == "pending"
+
+
+def test_a_store_no_webhook_ever_reached_is_told_so(alerting, make_worker, slack, db, clock):
+    worker = make_worker(alerting())
+    worker.run_until_idle()
+    add_event(db, "bridge/reconcile", clock.now)
+    tick(worker, clock)
+    assert slack.messages[0].startswith(f"No webhook from BigCommerce has ever reached the bridge for store {STORE_HASH} (over 6 hours)")

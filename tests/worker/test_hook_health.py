@@ -13,6 +13,7 @@ from bridge.core.hooks import HEADER, destination_for, wanted_scopes
 from bridge.storage import chores as chore_rows
 from bridge.storage import hook_checks, pauses
 from bridge.storage.db import immediate
+from bridge.storage.history import iso
 from bridge.storage.stores import fingerprint
 from bridge.web.app import create_app
 from bridge.worker import hook_health
@@ -97,6 +98,7 @@ def test_without_public_url_a_deactivated_hook_is_reported_and_nothing_changes_a
     ) in health["problems"]
     assert health["hooks"] == [{"store_hash": STORE_HASH, "problems": {STATUS_UPDATED: ["inactive"]}}]
     hooks = web.get("/api/status", headers=BEARER).get_json()["stores"][0]["hooks"]
+    assert f"Webhooks may have been missed since {iso(hook_checks.find(worker.db, STORE_HASH)['healthy_at'])}." in hooks["detail"]
     assert (hooks["registered"], hooks["active"], hooks["missing"], hooks["inactive"]) == (True, False, [], [STATUS_UPDATED])
     sign_in(web)
     page = web.get("/").get_data(as_text=True)
