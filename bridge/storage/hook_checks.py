@@ -100,13 +100,14 @@ def describe(problems: dict[str, list[str]]) -> str:
     return "; ".join(f"{', '.join(scopes)} {words}" for words, scopes in by_words.items())
 
 
-# The scope of the events the reconcile pass adds for orders no webhook brought (set by the
-# reconcile feature in storage/inbox.py): such an event is not a webhook.
+# The scopes of the events the bridge writes itself for orders no webhook brought (main's
+# storage/inbox.py has them as RECONCILE and RECOVERED_SCOPES: use those once merged).
 RECONCILE_SCOPE = "bridge/reconcile"
+RECOVERED_SCOPES = (RECONCILE_SCOPE, "bridge/backfill")
 
 
 def last_webhook_at(db: Database, store_hash: str) -> float | None:
     """When the store's last webhook from BigCommerce arrived (events the bridge made itself left out)."""
-    return db.execute("SELECT max(received_at) FROM events WHERE store_hash = ? AND scope != ?", [store_hash, RECONCILE_SCOPE]).fetchone()[
-        0
-    ]
+    return db.execute(
+        "SELECT max(received_at) FROM events WHERE store_hash = ? AND scope NOT IN (?, ?)", [store_hash, *RECOVERED_SCOPES]
+    ).fetchone()[0]

@@ -54,20 +54,24 @@ def dead_counts(db: Database, store_hash: str) -> tuple[int, int]:
     return events, deliveries
 
 
-def quiet_since(db: Database, store_hash: str, *, now: float, quiet_seconds: float, reconcile_scope: str) -> float | None:
+def quiet_since(
+    db: Database, store_hash: str, *, now: float, quiet_seconds: float, reconcile_scope: str, recovered_scopes: tuple[str, ...]
+) -> float | None:
     """The rule "no webhook for longer than quiet_seconds while reconcile finds orders".
 
-    Holds when the store's last BigCommerce webhook is older than ``quiet_seconds`` (or none
-    ever came) and the reconcile pass has recorded an order (an event of ``reconcile_scope``)
-    since it. Returns the last webhook's time (0 when none ever came), or None when the rule
-    does not hold. Kept in this one function so the rule is easy to adjust.
+    Holds when the store's last BigCommerce webhook (an event of none of ``recovered_scopes``,
+    the scopes the bridge writes itself) is older than ``quiet_seconds`` (or none ever came)
+    and the reconcile pass has recorded an order (an event of ``reconcile_scope``) since it.
+    Returns the last webhook's time (0 when none ever came), or None when the rule does not
+    hold. Kept in this one function so the rule is easy to adjust.
     """
+    marks = ", ".join("?" for _ in recovered_scopes)
     last_webhook, last_found = db.execute(
-        """
-        SELECT max(CASE WHEN scope != :reconcile THEN received_at END), max(CASE WHEN scope = :reconcile THEN received_at END)
-        FROM events WHERE store_hash = :store
+        f"""
+        SELECT max(CASE WHEN scope NOT IN ({marks}) THEN received_at END), max(CASE WHEN scope = ? THEN received_at END)
+        FROM events WHERE store_hash = ?
         """,
-        {"reconcile": reconcile_scope, "store": store_hash},
+        [*recovered_scopes, reconcile_scope, store_hash],
     ).fetchone()
     if last_found is None or (last_webhook is not None and (now - last_webhook <= quiet_seconds or last_found <= last_webhook)):
         return None

@@ -91,7 +91,14 @@ def problems_now(ctx: Context, store: Store, now: float) -> dict[str, str]:
             "then retry them (the retry button, or `bridge replay --dead`)."
         )
     quiet_hours = ctx.settings.alerts.quiet_hours
-    last = incidents.quiet_since(db, store_hash, now=now, quiet_seconds=quiet_hours * 3600, reconcile_scope=hook_checks.RECONCILE_SCOPE)
+    last = incidents.quiet_since(
+        db,
+        store_hash,
+        now=now,
+        quiet_seconds=quiet_hours * 3600,
+        reconcile_scope=hook_checks.RECONCILE_SCOPE,
+        recovered_scopes=hook_checks.RECOVERED_SCOPES,
+    )
     if last is not None:
         since = (
             f"has reached the bridge for store {store_hash} since {when(last)}"

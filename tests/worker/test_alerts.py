@@ -12,7 +12,7 @@ import pytest
 from bridge.clients.bigcommerce import BigCommerceClient
 from bridge.logs import RedactSecrets
 from bridge.sandbox.slack import SandboxSlack
-from bridge.storage import incidents, outbox, pauses
+from bridge.storage import hook_checks, incidents, outbox, pauses
 from bridge.storage.db import immediate
 from bridge.worker import alerts, chores, hook_health
 from tests.conftest import (
@@ -241,13 +241,16 @@ def test_quiet_webhooks_while_reconcile_finds_orders_are_told_and_cleared_by_the
         ([(STATUS_UPDATED, -10_000), ("bridge/reconcile", -20_000)], None),  # reconcile found nothing since
         ([(STATUS_UPDATED, -10_000), ("bridge/reconcile", -5_000)], -10_000),
         ([(STATUS_UPDATED, -7_200), ("bridge/reconcile", -5_000)], None),  # exactly quiet_hours: not over it
+        ([(STATUS_UPDATED, -10_000), ("bridge/backfill", -1), ("bridge/reconcile", -5_000)], -10_000),  # a backfill is no webhook
     ],
 )
 def test_the_quiet_rule(db, events, expected):
     now = 1_000_000.0
     for scope, offset in events:
         add_event(db, scope, now + offset)
-    found = incidents.quiet_since(db, STORE_HASH, now=now, quiet_seconds=7_200, reconcile_scope="bridge/reconcile")
+    found = incidents.quiet_since(
+        db, STORE_HASH, now=now, quiet_seconds=7_200, reconcile_scope="bridge/reconcile", recovered_scopes=hook_checks.RECOVERED_SCOPES
+    )
     assert found == (expected if expected in (None, 0.0) else now + expected)
 
 

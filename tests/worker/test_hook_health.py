@@ -125,6 +125,12 @@ def test_with_public_url_a_deactivated_hook_is_reactivated_and_a_reconcile_cover
     worker = make_worker(make_settings(server_public_url=PUBLIC_URL))
     post_webhook(client, status_updated(999, 11))  # the store's last webhook, stamped with the real time
     webhook_at = worker.db.execute("SELECT received_at FROM events").fetchone()[0]
+    with immediate(worker.db):  # an order the bridge recovered itself later: no webhook
+        worker.db.execute(
+            "INSERT INTO events (dedupe_key, store_hash, scope, hash, body, received_at, state, due_at) "
+            "VALUES ('r', ?, 'bridge/backfill', 'h', '{}', ?, 'done', 0)",
+            [STORE_HASH, webhook_at + 1],
+        )
     check_hooks(worker, clock)
     healthy_at = hook_checks.find(worker.db, STORE_HASH)["healthy_at"]
     assert healthy_at == pytest.approx(clock.now) and webhook_at < healthy_at
