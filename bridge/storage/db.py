@@ -284,7 +284,7 @@ def m004_chores(db: Database) -> None:
 
 
 @migrations()
-def m005_hook_checks(db: Database) -> None:
+def m007_hook_checks(db: Database) -> None:
     """The last check of each store's BigCommerce webhooks (see storage/hook_checks.py)."""
     db.execute(
         """
@@ -305,7 +305,7 @@ def m005_hook_checks(db: Database) -> None:
 
 
 @migrations()
-def m006_incidents(db: Database) -> None:
+def m008_incidents(db: Database) -> None:
     """Incidents the alerts watcher opened and cleared, per store and kind (see storage/incidents.py)."""
     db.execute(
         """
