@@ -302,3 +302,42 @@ def m006_purge(db: Database) -> None:
     db.execute("ALTER TABLE deliveries ADD COLUMN purged_at REAL")
     db.execute("CREATE INDEX events_unpurged ON events (received_at) WHERE purged_at IS NULL")
     db.execute("CREATE INDEX deliveries_unpurged ON deliveries (created_at) WHERE purged_at IS NULL")
+
+
+@migrations()
+def m007_hook_checks(db: Database) -> None:
+    """The last check of each store's BigCommerce webhooks (see storage/hook_checks.py)."""
+    db.execute(
+        """
+        CREATE TABLE hook_checks (
+            store_hash TEXT PRIMARY KEY,
+            checked_at REAL NOT NULL,
+            wanted INTEGER NOT NULL,
+            problems TEXT NOT NULL DEFAULT '{}',
+            down_since REAL,
+            healthy_at REAL,
+            repaired_at REAL,
+            repaired TEXT,
+            repaired_since REAL,
+            note TEXT
+        )
+        """
+    )
+
+
+@migrations()
+def m008_incidents(db: Database) -> None:
+    """Incidents the alerts watcher opened and cleared, per store and kind (see storage/incidents.py)."""
+    db.execute(
+        """
+        CREATE TABLE incidents (
+            id INTEGER PRIMARY KEY,
+            store_hash TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            opened_at REAL NOT NULL,
+            cleared_at REAL,
+            detail TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE UNIQUE INDEX incidents_open ON incidents (store_hash, kind) WHERE cleared_at IS NULL")

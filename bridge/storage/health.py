@@ -9,6 +9,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from bridge.storage import hook_checks
 from bridge.storage.pauses import holds, pauses
 from bridge.storage.queue import DEAD, PENDING, WORKING
 
@@ -19,8 +20,8 @@ LONG_HOLD_SECONDS = 60.0  # a rate-limit hold longer than this is news; shorter 
 def health_snapshot(db: Database, *, now: float) -> dict:
     """What an operator's monitor needs, with an overall ``status``.
 
-    ``degraded`` while anything is dead or paused, or a store is rate-limited for minutes (hooks
-    join this when they are checked);
+    ``degraded`` while anything is dead or paused, a store is rate-limited for minutes, or the
+    last check of a store's webhooks found one missing, deactivated or misdirected;
     ``failing`` is for the caller to say when the database itself cannot be used.
     """
     waiting = (PENDING, WORKING)
@@ -39,6 +40,11 @@ def health_snapshot(db: Database, *, now: float) -> dict:
         for row in held
         if row["until"] - now > LONG_HOLD_SECONDS
     )
+    broken_hooks = hook_checks.failing(db)
+    problems.extend(
+        f"store {row['store_hash']} webhooks: {hook_checks.describe(row['problems'])}" + (f" ({row['note']})" if row["note"] else "")
+        for row in broken_hooks
+    )
     return {
         "status": DEGRADED if problems else OK,
         "problems": problems,
@@ -47,6 +53,7 @@ def health_snapshot(db: Database, *, now: float) -> dict:
         "oldest_pending_delivery_age_seconds": round(now - oldest, 1) if oldest is not None else None,
         "dead": {"events": dead_events, "deliveries": dead_deliveries},
         "paused": paused,
+        "hooks": [{"store_hash": row["store_hash"], "problems": row["problems"]} for row in broken_hooks],
         "held": [{"store_hash": row["store_hash"], "service": row["service"], "until": row["until"]} for row in held],
     }
 

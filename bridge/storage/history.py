@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 from sqlite_utils import Database
 
-from bridge.storage import inbox, outbox
+from bridge.storage import hook_checks, inbox, outbox
 from bridge.storage.db import rows
 from bridge.storage.queue import DEAD, PENDING, WORKING
 
@@ -198,8 +198,7 @@ def store_health(db: Database, store_hash: str) -> dict:
         refersion = {"ok": None, "paused": False, "detail": "Not known yet: nothing has been sent."}
     return {
         "bigcommerce": bigcommerce,
-        # Filled by the hook checks of a later version; unknown until then.
-        "hooks": {"registered": None, "active": None, "missing": []},
+        "hooks": _hooks(db, store_hash),
         "refersion": refersion,
         "last_webhook_at": iso(last_webhook),
     }
@@ -268,6 +267,32 @@ def _add_coverage(figures: Iterable[dict], days: int) -> dict:
         for who in ("reconcile", "backfill"):
             total["recovered"][who] += one["recovered"][who]
     return _coverage_figures(days, total["by_webhook"], total["recovered"]["reconcile"], total["recovered"]["backfill"])
+
+
+def _hooks(db: Database, store_hash: str) -> dict:
+    """The store's webhooks as the last hook check found them (``registered`` None: not checked yet)."""
+    check = hook_checks.find(db, store_hash)
+    if check is None:
+        return {"registered": None, "active": None, "missing": [], "inactive": [], "checked_at": None, "detail": "Not checked yet."}
+    problems = check["problems"]
+    missing = sorted(scope for scope, found in problems.items() if hook_checks.MISSING in found)
+    inactive = sorted(scope for scope, found in problems.items() if hook_checks.INACTIVE in found)
+    if problems:
+        detail = f"{len(problems)} of {check['wanted']} not working: {hook_checks.describe(problems)}."
+        detail += f" Webhooks may have been missed since {iso(check['down_since'])}." if check["down_since"] else ""
+        detail += f" {check['note'][0].upper()}{check['note'][1:]}." if check["note"] else ""
+    else:
+        detail = f"All {check['wanted']} active (checked {iso(check['checked_at'])})."
+    if check["repaired_at"]:
+        detail += f" Last repair: {hook_checks.describe(check['repaired'])}, fixed by the bridge at {iso(check['repaired_at'])}."
+    return {
+        "registered": not missing,
+        "active": not problems,
+        "missing": missing,
+        "inactive": inactive,
+        "checked_at": iso(check["checked_at"]),
+        "detail": detail,
+    }
 
 
 def status(

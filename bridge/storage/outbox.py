@@ -1,8 +1,10 @@
 """The outbox: everything that must reach an outside system, one row per deterministic key.
 
 Kinds: the paid report of an order (one per store and order), a cancellation (one per
-refund) and a coupon push (one per code). Enqueueing a key twice is a no-op, so a
-report can be queued only once whatever happens later.
+refund), a coupon push (one per code) and an alert to the operator's chat (one per incident
+opened or cleared; it goes to neither Refersion nor BigCommerce, so no pause of the store
+holds it back). Enqueueing a key twice is a no-op, so a report can be queued only once
+whatever happens later.
 """
 
 from __future__ import annotations
@@ -12,14 +14,14 @@ from sqlite_utils import Database
 from bridge.storage.db import rows
 from bridge.storage.queue import PENDING, WORKING, LeasedTable
 
-PAID, CANCEL, COUPON = "paid", "cancel", "coupon"
+PAID, CANCEL, COUPON, ALERT = "paid", "cancel", "coupon", "alert"
 DONE, DRY_RUN, SKIPPED = "done", "dry_run", "skipped"  # besides the queue's pending, working, dead
 
 # A send re-reads the order first when its report has waited longer than this since it
 # was queued: the order may have been refunded or cancelled meanwhile.
 FRESH_SECONDS = 60.0
 
-deliveries = LeasedTable("deliveries", services=("refersion", "bigcommerce"))
+deliveries = LeasedTable("deliveries", services=("refersion", "bigcommerce"), unheld_kinds=(ALERT,))
 
 
 def paid_key(store_hash: str, order_id: int) -> str:
@@ -32,6 +34,11 @@ def cancel_key(store_hash: str, order_id: int, refund_id: int | str) -> str:
 
 def coupon_key(store_hash: str, code: str) -> str:
     return f"{COUPON}:{store_hash}:{code.strip().casefold()}"
+
+
+def alert_key(store_hash: str, kind: str, opened_at: float, phase: str) -> str:
+    """One alert per incident and phase (``open`` or ``clear``): queued twice, sent once."""
+    return f"{ALERT}|{store_hash}|{kind}|{opened_at!r}|{phase}"
 
 
 def enqueue(

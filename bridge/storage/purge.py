@@ -44,7 +44,7 @@ PERSONAL_KEYS = frozenset(
     }
 )  # fmt: skip
 PAID_REPORT_KEYS = ("cart_id", "order_id", "items", "shipping", "tax", "discount", "currency_code", "discount_code")
-STORE_TABLES = ("events", "deliveries", "decisions", "orders", "cart_links", "holds", "pauses", "chores")
+STORE_TABLES = ("events", "deliveries", "decisions", "orders", "cart_links", "holds", "pauses", "chores", "hook_checks", "incidents")
 _DIGITS = re.compile(r"[0-9]{1,19}")
 _CART_ID = re.compile(r"[0-9A-Fa-f-]{1,64}")  # BigCommerce cart ids are UUIDs
 _PRODUCER = re.compile(r"stores/[A-Za-z0-9]{1,64}")

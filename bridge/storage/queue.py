@@ -52,15 +52,18 @@ LEASES = Leases()
 
 @dataclass(frozen=True)
 class LeasedTable:
-    """One queue table. ``services`` name the remotes whose pause or hold keeps a store's items back."""
+    """One queue table. ``services`` name the remotes whose pause or hold keeps a store's items back;
+    items of ``unheld_kinds`` (the table's ``kind`` column) go to none of them and are never held back by them."""
 
     table: str
     services: tuple[str, ...]
+    unheld_kinds: tuple[str, ...] = ()
 
     def _claim(self, db: Database, *, owner: str, now: float, lease: float, where: str, params: dict) -> list[dict]:
         if not db.conn.in_transaction:
             raise RuntimeError("a claim must run inside an immediate transaction")
         services = ", ".join(f"'{service}'" for service in self.services)
+        unheld = f"kind IN ({', '.join(repr(kind) for kind in self.unheld_kinds)}) OR " if self.unheld_kinds else ""
         return rows(
             db.execute(
                 f"""
@@ -69,8 +72,8 @@ class LeasedTable:
                 WHERE id IN (
                     SELECT id FROM {self.table}
                     WHERE ({where})
-                      AND store_hash NOT IN (SELECT store_hash FROM pauses WHERE service IN ({services}))
-                      AND store_hash NOT IN (SELECT store_hash FROM holds WHERE service IN ({services}) AND until > :now)
+                      AND ({unheld}(store_hash NOT IN (SELECT store_hash FROM pauses WHERE service IN ({services}))
+                           AND store_hash NOT IN (SELECT store_hash FROM holds WHERE service IN ({services}) AND until > :now)))
                       AND store_hash NOT IN (SELECT store_hash FROM stores WHERE uninstalled_at IS NOT NULL)
                     ORDER BY due_at, id
                     LIMIT :limit

@@ -92,5 +92,5 @@ def run_next(ctx: Context) -> bool:
     return True
 
 
-from bridge.worker import purge as _purge  # noqa: E402, F401  (registers the purge chore)
-from bridge.worker import reconcile  # noqa: E402, F401  (its chore joins CHORES)
+# Each chore module appends its Chore to CHORES when imported (after CHORES exists).
+from bridge.worker import alerts, hook_health, purge, reconcile  # noqa: E402, F401

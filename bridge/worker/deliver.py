@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from bridge.clients.alerts import AlertReply, post_alert
 from bridge.clients.bigcommerce import BigCommerceError
 from bridge.clients.refersion import Reply
 from bridge.core import rules
-from bridge.core.retry import Action, Failure, classify, parse_retry_after
+from bridge.core.retry import Action, Failure, Outcome, classify, parse_retry_after
 from bridge.storage import outbox
 from bridge.storage.db import immediate
 from bridge.storage.queue import DEAD, PENDING
@@ -31,8 +32,17 @@ def send_paid(ctx: Context, store: Store, row: dict) -> Reply:
     return ctx.refersion(store).post_paid_order(row["payload"])
 
 
+def send_alert(ctx: Context, store: Store | None, row: dict) -> Reply:
+    url = ctx.settings.alerts.webhook_url
+    if not url:  # alerts were turned off after this one was queued: it waits for the URL, then goes dead
+        return AlertReply(None, body="alerts.webhook_url is not set", failure=Failure.CONNECTION)
+    return post_alert(url, row["payload"])
+
+
 # One sender per kind; cancellations and coupon pushes join here with their features.
-SENDERS: dict[str, Callable[[Context, Store, dict], Reply]] = {outbox.PAID: send_paid}
+SENDERS: dict[str, Callable[[Context, Store, dict], Reply]] = {outbox.PAID: send_paid, outbox.ALERT: send_alert}
+# Kinds that go to neither Refersion nor BigCommerce: sent whatever the store's credentials.
+STORELESS = (outbox.ALERT,)
 
 
 def handle_next(ctx: Context) -> bool:
@@ -48,7 +58,8 @@ def handle_next(ctx: Context) -> bool:
     what = f"{row['kind']} delivery {row['id']} (order {row['order_id']} of store {row['store_hash']})"
     store = ctx.stores.get(ctx.db, row["store_hash"])
     sender = SENDERS.get(row["kind"])
-    if store is None or sender is None:
+    needs_store = row["kind"] not in STORELESS
+    if needs_store and (store is None or sender is None):
         reason = f"no credentials for store {row['store_hash']}" if store is None else f"no sender for kind {row['kind']}"
         with immediate(ctx.db):
             outbox.deliveries.settle(
@@ -65,7 +76,7 @@ def handle_next(ctx: Context) -> bool:
             )
         log.info("Dry run: %s recorded, not sent", what)
         return True
-    if store.refersion is None:
+    if needs_store and store.refersion is None:
         reason = NO_KEYS
         with immediate(ctx.db):
             ctx.pause(row["store_hash"], REFERSION, reason)
@@ -123,12 +134,17 @@ def _still_eligible(ctx: Context, store: Store, row: dict) -> bool:
 def record_reply(ctx: Context, row: dict, reply: Reply) -> None:
     """Write what the remote answered and what follows from it (call in a transaction)."""
     outcome = classify(reply.status, reply.failure)
+    if row["kind"] in STORELESS and outcome.action is Action.PAUSE:
+        outcome = Outcome(Action.DEAD)  # a refused alert URL is fixed in the config; the store's reports are not paused for it
     now = ctx.clock()
     seen = {"last_status": reply.status, "response": reply.body if reply.status else None, "updated_at": now}
-    what = f"order {row['order_id']} of store {row['store_hash']} ({row['kind']})"
+    if row["kind"] in STORELESS:
+        what, remote = f"{row['kind']} {row['id']} about store {row['store_hash']}", "the alert receiver"
+    else:
+        what, remote = f"order {row['order_id']} of store {row['store_hash']} ({row['kind']})", "Refersion"
     if outcome.action is Action.DONE:
         settle = {"state": outbox.DONE, "done_at": now, "last_error": None}
-        log.info("Reported %s to Refersion (HTTP %s)", what, reply.status)
+        log.info("Delivered %s to %s (HTTP %s)", what, remote, reply.status)
     elif outcome.action is Action.PAUSE:
         ctx.pause(row["store_hash"], "refersion", f"Refersion refused the API keys ({reply.summary}).")
         settle = {"state": PENDING, "due_at": now, "last_error": reply.summary}

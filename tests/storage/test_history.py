@@ -76,7 +76,14 @@ def test_store_health_from_what_the_worker_saw(db, pipeline):
     health = history.store_health(db, STORE_HASH)
     assert health["bigcommerce"]["ok"] is True
     assert health["refersion"] == {"ok": True, "paused": False, "detail": health["refersion"]["detail"]}
-    assert health["hooks"] == {"registered": None, "active": None, "missing": []}
+    assert health["hooks"] == {
+        "registered": None,
+        "active": None,
+        "missing": [],
+        "inactive": [],
+        "checked_at": None,
+        "detail": "Not checked yet.",
+    }
     assert health["last_webhook_at"].endswith("Z")
 
 

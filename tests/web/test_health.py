@@ -4,9 +4,9 @@ import time
 
 import pytest
 
-from bridge.storage import pauses
+from bridge.storage import hook_checks, pauses
 from bridge.storage.db import immediate
-from tests.conftest import post_webhook, queue_delivery, status_updated
+from tests.conftest import install_store, post_webhook, queue_delivery, status_updated
 
 
 def test_health_reports_database_and_queues(client, db):
@@ -71,3 +71,26 @@ def test_a_store_held_back_for_minutes_by_a_rate_limit_makes_health_degraded(cli
         "store abc123 is held back by a bigcommerce rate limit for another 4 min"
     ]
     assert {row["store_hash"] for row in body["held"]} == {"abc123", "def456"}
+
+
+def test_health_is_degraded_while_a_stores_last_hook_check_found_a_hook_missing_or_off(client, db, settings):
+    with immediate(db):
+        hook_checks.record(db, store_hash="abc123", checked_at=1.0, wanted=6, problems={}, down_since=None)
+    assert client.get("/healthz").get_json()["status"] == "ok"
+    with immediate(db):
+        problems = {"store/order/created": ["missing"], "store/order/updated": ["inactive"]}
+        hook_checks.record(db, store_hash="abc123", checked_at=2.0, wanted=6, problems=problems, down_since=1.0)
+    body = client.get("/healthz").get_json()
+    assert body["status"] == "degraded"
+    assert body["problems"] == ["store abc123 webhooks: store/order/created missing; store/order/updated deactivated by BigCommerce"]
+    assert body["hooks"] == [{"store_hash": "abc123", "problems": problems}]
+
+    # An uninstalled app's hooks are gone on purpose: its last check is no problem of the bridge.
+    install_store(settings, "gone456")
+    with immediate(db):
+        hook_checks.record(db, store_hash="abc123", checked_at=3.0, wanted=6, problems={}, down_since=None)
+        hook_checks.record(
+            db, store_hash="gone456", checked_at=3.0, wanted=7, problems={"store/app/uninstalled": ["missing"]}, down_since=1.0
+        )
+        db.execute("UPDATE stores SET uninstalled_at = 4.0 WHERE store_hash = 'gone456'")
+    assert client.get("/healthz").get_json()["status"] == "ok"
