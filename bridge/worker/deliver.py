@@ -139,12 +139,12 @@ def record_reply(ctx: Context, row: dict, reply: Reply) -> None:
     now = ctx.clock()
     seen = {"last_status": reply.status, "response": reply.body if reply.status else None, "updated_at": now}
     if row["kind"] in STORELESS:
-        what, remote = f"{row['kind']} {row['id']} about store {row['store_hash']}", "the alert receiver"
+        what, done = f"{row['kind']} {row['id']} about store {row['store_hash']}", "Delivered %s to the alert receiver (HTTP %s)"
     else:
-        what, remote = f"order {row['order_id']} of store {row['store_hash']} ({row['kind']})", "Refersion"
+        what, done = f"order {row['order_id']} of store {row['store_hash']} ({row['kind']})", "Reported %s to Refersion (HTTP %s)"
     if outcome.action is Action.DONE:
         settle = {"state": outbox.DONE, "done_at": now, "last_error": None}
-        log.info("Delivered %s to %s (HTTP %s)", what, remote, reply.status)
+        log.info(done, what, reply.status)
     elif outcome.action is Action.PAUSE:
         ctx.pause(row["store_hash"], "refersion", f"Refersion refused the API keys ({reply.summary}).")
         settle = {"state": PENDING, "due_at": now, "last_error": reply.summary}

@@ -27,6 +27,15 @@ BEARER = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 STATUS_UPDATED = "store/order/statusUpdated"
 
 
+@pytest.fixture(autouse=True)
+def only_this_chore(monkeypatch):
+    """The hook_health chore alone: the others (due on the same clock) would spend the sandbox's quota and move its rows."""
+    from bridge.worker import chores
+    from bridge.worker import hook_health as under_test
+
+    monkeypatch.setattr(chores, "CHORES", [under_test.CHORE])
+
+
 @pytest.fixture
 def web(make_settings):
     app = create_app(make_settings(server_admin_token=ADMIN_TOKEN, server_session_secret=SESSION_SECRET))

@@ -16,6 +16,15 @@ from tests.conftest import STORE_HASH, post_webhook, status_updated
 INTERVAL = 900.0
 
 
+@pytest.fixture(autouse=True)
+def only_this_chore(monkeypatch):
+    """The reconcile chore alone: the others (due on the same clock) would spend the sandbox's quota and move its rows."""
+    from bridge.worker import chores
+    from bridge.worker import reconcile as under_test
+
+    monkeypatch.setattr(chores, "CHORES", [under_test.CHORE])
+
+
 def state(db):
     return chore_rows.find(db, name="reconcile", store_hash=STORE_HASH)["state"]
 
