@@ -280,7 +280,7 @@ def _hooks(db: Database, store_hash: str) -> dict:
     if problems:
         detail = f"{len(problems)} of {check['wanted']} not working: {hook_checks.describe(problems)}."
         detail += f" Webhooks may have been missed since {iso(check['down_since'])}." if check["down_since"] else ""
-        detail += f" {check['note'][0].upper()}{check['note'][1:]}." if check["note"] else ""
+        detail += f" Not repaired: {check['note']}." if check["note"] else ""  # the note may start with a setting's name
     else:
         detail = f"All {check['wanted']} active (checked {iso(check['checked_at'])})."
     if check["repaired_at"]:

@@ -37,7 +37,15 @@ def today(client, worker, bigcommerce, refersion) -> dict[str, int]:
 
 def month(client, worker, clock, bigcommerce, refersion, dry_worker) -> dict[str, int]:
     """A realistic month: orders reported and skipped on earlier days, then today one
-    retrying, one dead, one waiting for payment and one evaluated in dry run."""
+    retrying, one dead, one waiting for payment and one evaluated in dry run. The store's
+    hooks are in place, as `bridge hooks register` leaves them."""
+    from bridge.clients.bigcommerce import BigCommerceClient
+    from bridge.core.hooks import wanted_scopes
+    from tests.conftest import BC_TOKEN, STORE_HASH, WEBHOOK_SECRET
+
+    api = BigCommerceClient(api_url=bigcommerce.url, store_hash=STORE_HASH, access_token=BC_TOKEN, client_id=None, timeout=5)
+    api.register_hooks(wanted_scopes(), "https://bridge.example.com/webhooks/bigcommerce", WEBHOOK_SECRET)
+    api.close()
     now = time.time()
     fixtures = ("manual_discount", "odd_cents", "multi_currency", "ipv6_only_customer", "guest_without_name")
     history = [
