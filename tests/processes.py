@@ -125,8 +125,8 @@ class Serve:
         def ready() -> bool:
             assert self.process.process.poll() is None, self.process.output
             try:
-                answered = requests.get(f"{self.base}/healthz", timeout=1).status_code in (200, 503)
-            except requests.ConnectionError:
+                answered = requests.get(f"{self.base}/healthz", timeout=2).status_code in (200, 503)
+            except requests.RequestException:  # not listening yet, or busy starting
                 return False
             return answered and self.worker_pid() is not None
 

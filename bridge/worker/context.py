@@ -80,6 +80,7 @@ class Context:
                 access_token=store.access_token,
                 client_id=store.client_id,
                 timeout=bc.timeout,
+                clock=self.clock,
             )
             cached = self._bigcommerce[store.store_hash] = (store, client)
         return cached[1]
@@ -127,11 +128,15 @@ class Context:
         """Claim none of a store's ``service`` work until its quota resets; returns that time (call in a transaction).
 
         The remote's reset time is honoured between MIN_HOLD_SECONDS, doubled for every 429
-        in a row, and MAX_HOLD_SECONDS.
+        in a row, and MAX_HOLD_SECONDS. A hold because the quota headers announced the quota
+        spent (the BigCommerce client sent nothing) is no strike.
         """
         now = self.clock()
         previous = pauses.find_hold(self.db, store_hash=store_hash, service=service)
         strikes = min(previous["strikes"] + 1, 20) if previous and previous["until"] > now - HOLD_MEMORY_SECONDS else 0
+        cached = self._bigcommerce.get(store_hash) if service == "bigcommerce" else None
+        if cached is not None and cached[1].held_back:
+            strikes = 0  # nothing was refused: the client stopped itself at the announced end of the quota
         wanted = retry_after if retry_after is not None else RATE_LIMIT_HOLD_SECONDS
         seconds = min(max(wanted, MIN_HOLD_SECONDS * 2**strikes), MAX_HOLD_SECONDS)
         pauses.hold(self.db, store_hash=store_hash, service=service, until=now + seconds, reason=reason, strikes=strikes)

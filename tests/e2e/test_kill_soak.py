@@ -19,11 +19,20 @@ INELIGIBLE_SHARE = 0.1  # orders not paid yet: acknowledged, never reported
 # A kill lands "on the wire" when Refersion accepted the order and the answer was not on disk yet;
 # a duplicate whose first copy was accepted longer than this before a kill is a defect.
 IN_DOUBT_LIMIT = 0.05
+SANDBOX_LAG = 0.25
 LEASE_RECOVERY = 15 + 10  # a killed worker's items wait out their lease; then some margin
 
 
+LARGE_QUOTA = 1_000_000  # requests per 30 s: an Enterprise-sized quota, so the stream is not throttled
+
+
 def add_orders(bigcommerce, rng, count: int, first_id: int = 100_000) -> tuple[list[int], set[int]]:
-    """``count`` orders at the sandbox BigCommerce, about 10 % not paid yet; returns (all, eligible)."""
+    """``count`` orders at the sandbox BigCommerce, about 10 % not paid yet; returns (all, eligible).
+
+    The store gets a large quota: the sandbox otherwise announces a Standard plan's 150 requests
+    per 30 s, which the bridge honours (test_outages.py), and 4 requests per order would take minutes.
+    """
+    bigcommerce.set_quota(quota=LARGE_QUOTA, window_ms=30_000)
     fixture = load_fixture("manual_discount")
     order_ids, eligible = [], set()
     for n in range(count):
@@ -47,14 +56,15 @@ def queue_empty(db_path) -> bool:
         conn.close()
 
 
-def run_soak(name, spawn, environ, bigcommerce, refersion, *, orders: int, kills: int, rate: float) -> dict:
+def run_soak(name, spawn, environ, bigcommerce, refersion, *, orders: int, kills: int, rate: float, spread: float = 0.9) -> dict:
+    """Stream ``orders`` webhooks at ``rate`` per second, with ``kills`` kills in the first ``spread`` of the stream."""
     rng, seed = seeded(name)
     order_ids, eligible = add_orders(bigcommerce, rng, orders)
     db_path = environ["BRIDGE_DATABASE_PATH"]
     serve = Serve(spawn, FAST).start()
     duration = orders / rate
-    # Kill instants spread over the stream's middle, at least 1.5 s apart (a restart takes ~1 s).
-    instants = sorted(rng.uniform(0.1, 0.9) * duration for _ in range(kills))
+    # Kill instants in the first `spread` of the stream, at least 1.5 s apart (a restart takes ~1 s).
+    instants = sorted(rng.uniform(0.1, spread) * duration for _ in range(kills))
     for n in range(1, len(instants)):
         instants[n] = max(instants[n], instants[n - 1] + 1.5)
     kinds = [rng.choice(["worker", "serve"]) for _ in range(kills)]
@@ -79,12 +89,14 @@ def run_soak(name, spawn, environ, bigcommerce, refersion, *, orders: int, kills
     wrongly_sent = sorted(set(posts) - eligible)
     twice = sorted(order_id for order_id, count in posts.items() if count > 1)
     arrived = first_arrivals(refersion)
-    # How long before a kill each duplicate's first copy was accepted: only a kill inside the
-    # in-doubt window explains a duplicate.
+    # How long before the nearest kill each duplicate's first copy was accepted: only a kill inside
+    # the in-doubt window explains a duplicate. The sandbox runs in this busy process, so it may
+    # note a request the killed worker sent a little after the kill (negative gap): a restarted
+    # worker cannot send within SANDBOX_LAG of a kill, nor before the killed one's lease runs out.
     before_kill = {}
     for order_id in twice:
-        gaps = [kill - arrived[order_id] for kill in kill_times if kill >= arrived[order_id]]
-        before_kill[order_id] = round(min(gaps), 4) if gaps else None
+        gaps = [kill - arrived[order_id] for kill in kill_times if kill >= arrived[order_id] - SANDBOX_LAG]
+        before_kill[order_id] = round(min(gaps, key=abs), 4) if gaps else None
     windows = percentiles(in_doubt_windows(refersion, db_path))
     figures = publish(
         name,
@@ -113,7 +125,7 @@ def run_soak(name, spawn, environ, bigcommerce, refersion, *, orders: int, kills
 
 
 def test_kill_9_of_worker_and_serve_during_a_webhook_stream_short(spawn, environ, bigcommerce, refersion):
-    run_soak("kill-9 soak (short)", spawn, environ, bigcommerce, refersion, orders=150, kills=2, rate=30)
+    run_soak("kill-9 soak (short)", spawn, environ, bigcommerce, refersion, orders=150, kills=2, rate=30, spread=0.5)
 
 
 @pytest.mark.soak
