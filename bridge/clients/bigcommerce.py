@@ -49,6 +49,7 @@ PAGE_SIZE = 250  # the V2 maximum: one call for all but the largest orders
 # Requests left in the store's quota window at which the client stops sending until the window
 # resets: a request the headers say will be refused is never sent (other apps share the quota).
 QUOTA_RESERVE = 1
+QUOTA_RESET_MARGIN = 0.05  # seconds added to the announced reset: it is whole milliseconds, rounded down
 HOOKS_PAGE_SIZE = 250
 T = TypeVar("T")
 
@@ -369,7 +370,7 @@ class BigCommerceClient:
             return
         reset = _reset_seconds(response.headers)
         if left <= QUOTA_RESERVE and reset is not None:
-            self.quota_spent_until = self.clock() + reset
+            self.quota_spent_until = self.clock() + reset + QUOTA_RESET_MARGIN
 
     def _call(self, connection: _Connection, method: str, resource: str, *, body: dict | None = None, **query):
         """One request through the package's connection; returns parsed JSON, or None for 204."""
