@@ -49,7 +49,7 @@ PAGE_SIZE = 250  # the V2 maximum: one call for all but the largest orders
 # Requests left in the store's quota window at which the client stops sending until the window
 # resets: a request the headers say will be refused is never sent (other apps share the quota).
 QUOTA_RESERVE = 1
-QUOTA_RESET_MARGIN = 0.05  # seconds added to the announced reset: it is whole milliseconds, rounded down
+QUOTA_RESET_MARGIN = 0.001  # seconds added to the announced reset: it is whole milliseconds, rounded down
 HOOKS_PAGE_SIZE = 250
 T = TypeVar("T")
 
