@@ -145,8 +145,16 @@ class Serve:
         self.process.wait(timeout=40)
 
     def kill_all(self) -> None:
-        """SIGKILL ``bridge serve`` and both children at once, as a host crash or the OOM killer would."""
-        pids = descendants(self.process.process.pid)
+        """SIGKILL ``bridge serve`` and every process below it at once (``kill -9`` of its process
+        group, as a host crash or the OOM killer would)."""
+        # Freeze the tree first: gunicorn may be forking a worker right now, and a child forked
+        # after the listing would outlive the kill, holding the port for seconds.
+        pids: list[int] = []
+        while new := [pid for pid in descendants(self.process.process.pid) if pid not in pids]:
+            for pid in new:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+            pids.extend(new)
         for pid in pids:
             kill_pid(pid)
         self.process.wait(timeout=20)

@@ -189,5 +189,6 @@ def test_bigcommerce_quota_500s_and_timeouts_orders_are_evaluated_when_it_recove
         holds_logged=serve.process.output.count("Holding bigcommerce work"),
     )
     assert figures["bigcommerce_500"] == 6
+    assert not bigcommerce.injections, "not every injected 500 and slow answer was met"
     assert figures["holds_logged"] > 0, "the quota was never reached: the test proves nothing"
     assert figures["bigcommerce_429"] == 0, "the bridge sent requests the quota headers said would be refused"
