@@ -12,6 +12,10 @@ exceptions. It is wrapped where it falls short (see README, "BigCommerce API use
   (never sleeping inside a call: one store's quota must not stall another store);
   the last answer's quota headers are kept (``rate_limit``) so a long walk through the
   orders can wait for the reset before a request the quota would refuse;
+- it sends whatever it is asked: after an answer whose ``X-Rate-Limit-Requests-Left`` is
+  ``QUOTA_RESERVE`` or less, the client sends nothing until ``X-Rate-Limit-Time-Reset-Ms``
+  has passed and raises the same 429-like error instead (``held_back``), so the worker holds
+  the store without a request BigCommerce would refuse;
 - a 204 (empty list) comes back as a truthy empty object: read as ``[]``;
 - a 200 that is not JSON crashes inside it (``e.message``): checked first;
 - its resource classes drop keys that clash with method names (``products``,
@@ -46,6 +50,10 @@ from bridge.schemas import Lenient
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 250  # the V2 maximum: one call for all but the largest orders
+# Requests left in the store's quota window at which the client stops sending until the window
+# resets: a request the headers say will be refused is never sent (other apps share the quota).
+QUOTA_RESERVE = 1
+QUOTA_RESET_MARGIN = 0.001  # seconds added to the announced reset: it is whole milliseconds, rounded down
 HOOKS_PAGE_SIZE = 250
 T = TypeVar("T")
 
@@ -380,8 +388,10 @@ class BigCommerceClient:
         access_token: str,
         client_id: str | None = None,
         timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
     ):
         self.store_hash = store_hash
+        self.clock = clock  # the worker's clock: quota resets are times on it
         self._v2 = _Connection(
             api_url=api_url, store_hash=store_hash, access_token=access_token, client_id=client_id, timeout=timeout, version="v2"
         )
@@ -390,9 +400,36 @@ class BigCommerceClient:
         )
         self.calls = 0
         self.rate_limit: RateLimit | None = None  # from the last answer that carried the headers
+        self.quota_spent_until = 0.0  # the time (on ``clock``) at which the spent quota window resets
+        self.held_back = False  # the last call was not sent: the quota headers said it would be refused
+
+    def _quota_spent(self, resource: str) -> None:
+        """Raise a 429-like error, without sending, while the last answer said the quota is spent."""
+        wait = self.quota_spent_until - self.clock()
+        self.held_back = wait > 0
+        if self.held_back:
+            raise BigCommerceError(
+                f"BigCommerce rate limit: the store's quota is spent until its window resets; {resource} not requested",
+                status=429,
+                retry_after=wait,
+                detail=f"X-Rate-Limit-Requests-Left was {QUOTA_RESERVE} or less",
+            )
+
+    def _note_quota(self, response: requests.Response | None) -> None:
+        """Remember when the quota window resets if this answer says it is (nearly) spent."""
+        if response is None:
+            return
+        try:
+            left = int(response.headers["X-Rate-Limit-Requests-Left"])
+        except (KeyError, ValueError, TypeError):
+            return
+        reset = _reset_seconds(response.headers)
+        if left <= QUOTA_RESERVE and reset is not None:
+            self.quota_spent_until = self.clock() + reset + QUOTA_RESET_MARGIN
 
     def _call(self, connection: _Connection, method: str, resource: str, *, body: dict | None = None, **query):
         """One request through the package's connection; returns parsed JSON, or None for 204."""
+        self._quota_spent(resource)
         self.calls += 1
         connection._last_response = None
         try:
@@ -415,6 +452,7 @@ class BigCommerceClient:
             else:
                 raise ValueError(f"unsupported method {method}")
         except bc_exception.RateLimitingException as error:
+            self._note_quota(error.response)
             raise BigCommerceError(
                 f"BigCommerce rate limit reached on {resource}",
                 status=429,
@@ -422,6 +460,7 @@ class BigCommerceClient:
                 detail=_detail(error.content),
             ) from None
         except bc_exception.HttpException as error:
+            self._note_quota(connection._last_response)
             raise BigCommerceError(
                 f"BigCommerce answered {error.status_code} to {resource}: {_short(error.content)}",
                 status=error.status_code,
@@ -439,6 +478,7 @@ class BigCommerceClient:
                 failure=Failure.CONNECTION,
                 detail=_short(reason(error), 200),
             ) from None
+        self._note_quota(connection._last_response)
         if connection._last_response is not None and connection._last_response.status_code == 204:
             return None
         return result

@@ -28,6 +28,13 @@ RATE_LIMIT_HOLD_SECONDS = 10.0  # a 429 without a reset time: platform load, not
 MIN_HOLD_SECONDS = 1.0  # doubled for each 429 that follows a hold closely, so a "reset in 0 ms" cannot spin
 MAX_HOLD_SECONDS = 300.0  # the quota window is 30 s: a longer reset is not believed
 HOLD_MEMORY_SECONDS = 60.0  # a 429 this soon after the last hold ended counts as one more in a row
+# An answer in hand asks for the write lock this often, for up to PROMPT_LOCK_SECONDS, before
+# queueing in SQLite's busy handler: that handler sleeps 1, 2, 5 … 100 ms between tries, and with
+# webhooks committing all the time it lost the lock to them for up to 0.6 s (RELIABILITY.md) —
+# time in which a crash sends the order again.
+LOCK_POLL_SECONDS = 0.0005
+PROMPT_LOCK_SECONDS = 2.0
+SQLITE_BUSY = 5
 
 
 class Context:
@@ -73,6 +80,7 @@ class Context:
                 access_token=store.access_token,
                 client_id=store.client_id,
                 timeout=bc.timeout,
+                clock=self.clock,
             )
             cached = self._bigcommerce[store.store_hash] = (store, client)
         return cached[1]
@@ -120,11 +128,15 @@ class Context:
         """Claim none of a store's ``service`` work until its quota resets; returns that time (call in a transaction).
 
         The remote's reset time is honoured between MIN_HOLD_SECONDS, doubled for every 429
-        in a row, and MAX_HOLD_SECONDS.
+        in a row, and MAX_HOLD_SECONDS. A hold because the quota headers announced the quota
+        spent (the BigCommerce client sent nothing) is no strike.
         """
         now = self.clock()
         previous = pauses.find_hold(self.db, store_hash=store_hash, service=service)
         strikes = min(previous["strikes"] + 1, 20) if previous and previous["until"] > now - HOLD_MEMORY_SECONDS else 0
+        cached = self._bigcommerce.get(store_hash) if service == "bigcommerce" else None
+        if cached is not None and cached[1].held_back:
+            strikes = 0  # nothing was refused: the client stopped itself at the announced end of the quota
         wanted = retry_after if retry_after is not None else RATE_LIMIT_HOLD_SECONDS
         seconds = min(max(wanted, MIN_HOLD_SECONDS * 2**strikes), MAX_HOLD_SECONDS)
         pauses.hold(self.db, store_hash=store_hash, service=service, until=now + seconds, reason=reason, strikes=strikes)
@@ -143,8 +155,7 @@ class Context:
         stopping_deadline = None
         while True:
             try:
-                with immediate(self.db):
-                    write()
+                self._write_promptly(write)
                 return
             except sqlite3.Error as error:
                 now = time.monotonic()
@@ -160,3 +171,25 @@ class Context:
                 else:
                     self.stop.wait(wait)  # a stop request shortens the wait, not the retries
                 delay = min(delay * 2, 30.0)
+
+    def _write_promptly(self, write: Callable[[], None]) -> None:
+        """Run ``write`` in a write transaction, polling for the lock every LOCK_POLL_SECONDS for
+        up to PROMPT_LOCK_SECONDS, then waiting in SQLite's busy handler as any other write."""
+        conn = self.db.conn
+        (busy_timeout_ms,) = conn.execute("PRAGMA busy_timeout").fetchone()
+        deadline = time.monotonic() + PROMPT_LOCK_SECONDS
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    with immediate(self.db):
+                        write()
+                    return
+                except sqlite3.OperationalError as error:
+                    if error.sqlite_errorcode & 0xFF != SQLITE_BUSY:
+                        raise
+                time.sleep(LOCK_POLL_SECONDS)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        with immediate(self.db):
+            write()
