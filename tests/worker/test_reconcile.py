@@ -130,7 +130,7 @@ def test_a_pass_stops_before_the_quota_is_spent_and_the_next_goes_on_from_there(
     assert len(listings(bigcommerce)) == 3
     assert state(db)["resume"] == start + 3  # the last date listed (each page starts at the last one's): resumed there
     assert db.execute("SELECT count(*) FROM holds WHERE store_hash = ?", [STORE_HASH]).fetchone()[0] == 1
-    for _ in range(40):  # the worker goes on in real time, the quota's window being real time too
+    for _ in range(100):  # the worker goes on in real time, the quota's window being real time too
         time.sleep(0.1)
         clock.advance(INTERVAL / 10)
         worker.run_until_idle()
