@@ -14,15 +14,20 @@ from pathlib import Path
 
 
 class BridgeProcess:
-    """``python -m bridge ARGS`` with its own environment; output goes to a log file."""
+    """``python -m bridge ARGS`` with its own environment; output goes to a log file.
 
-    def __init__(self, args: list[str], environ: dict[str, str], log_path: Path):
+    ``python`` is the command that runs the interpreter, this one's by default; another, e.g.
+    behind ``setpriv``, runs the bridge as another user.
+    """
+
+    def __init__(self, args: list[str], environ: dict[str, str], log_path: Path, python: list[str] | None = None):
         self.log_path = log_path
         env = {key: value for key, value in os.environ.items() if not key.startswith("BRIDGE_")}
         env.update(environ)
         env["PYTHONUNBUFFERED"] = "1"
         self._log = log_path.open("ab")
-        self.process = subprocess.Popen([sys.executable, "-m", "bridge", *args], env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        command = [*(python or [sys.executable]), "-m", "bridge", *args]
+        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     @property
     def output(self) -> str:

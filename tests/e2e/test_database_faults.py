@@ -4,14 +4,20 @@ it, as the sender here does once the fault is over), never another 5xx; every ac
 reaches Refersion exactly once; ``/healthz`` names the fault while it lasts.
 
 The disk is a real size-limited file system: a tmpfs mounted for the test (needs root or
-CAP_SYS_ADMIN, as CI has; skipped otherwise). Figures go to RELIABILITY.md.
+CAP_SYS_ADMIN, as CI has; skipped otherwise). The read-only file is a ``chmod`` of the database,
+its ``-wal``/``-shm`` and its folder, with the bridge run as ``nobody`` through ``setpriv`` (root
+ignores file modes; skipped where either is unavailable). Figures go to RELIABILITY.md.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import site
 import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +26,10 @@ import pytest
 import requests
 
 from bridge.storage.db import connect
+from bridge.web.database import REQUEST_BUSY_TIMEOUT
 from tests.conftest import WEBHOOK_SECRET, status_updated
 from tests.fakes import load_fixture
-from tests.processes import free_port, wait_for
+from tests.processes import BridgeProcess, free_port, wait_for
 
 
 @dataclass
@@ -71,6 +78,11 @@ class Sender:
 def start_bridge(spawn, db_path: Path):
     port = free_port()
     process = spawn(["serve", "--port", str(port)], {"BRIDGE_DATABASE_PATH": str(db_path), "WEB_CONCURRENCY": "2"}, name="serve")
+    wait_until_healthy(process, port)
+    return port, process
+
+
+def wait_until_healthy(process, port: int) -> None:
 
     def healthy():
         assert process.process.poll() is None, process.output
@@ -80,7 +92,6 @@ def start_bridge(spawn, db_path: Path):
             return False
 
     wait_for(healthy, timeout=30, interval=0.1)
-    return port, process
 
 
 def health(port: int) -> tuple[int, dict]:
@@ -164,15 +175,21 @@ def fill(mount_point: Path) -> Path:
     return filler
 
 
-def test_a_full_disk_gets_webhooks_503_health_says_so_and_the_bridge_resumes_when_space_is_freed(spawn, small_disk, bigcommerce, refersion):
-    db_path = small_disk / "bridge.sqlite3"
-    port, process = start_bridge(spawn, db_path)
-    orders = [bigcommerce.add(load_fixture("manual_discount"), id=8000 + n) for n in range(40)]
+def start_with_ten_reported(port: int, bigcommerce, refersion, first_id: int, count: int) -> tuple[list[int], Figures, Sender]:
+    """``count`` orders in BigCommerce, the first ten sent as webhooks and reported to Refersion."""
+    orders = [bigcommerce.add(load_fixture("manual_discount"), id=first_id + n) for n in range(count)]
     figures = Figures()
     sender = Sender(port, figures)
     for order_id in orders[:10]:
         assert sender.post(order_id) == 200
     wait_for(lambda: len(refersion.order_ids) == 10, timeout=30)
+    return orders, figures, sender
+
+
+def test_a_full_disk_gets_webhooks_503_health_says_so_and_the_bridge_resumes_when_space_is_freed(spawn, small_disk, bigcommerce, refersion):
+    db_path = small_disk / "bridge.sqlite3"
+    port, process = start_bridge(spawn, db_path)
+    orders, figures, sender = start_with_ten_reported(port, bigcommerce, refersion, 8000, 40)
 
     filler = fill(small_disk)
     status, body = health(port)
@@ -190,3 +207,101 @@ def test_a_full_disk_gets_webhooks_503_health_says_so_and_the_bridge_resumes_whe
     for order_id in orders[30:]:
         assert sender.post(order_id) == 200
     finish(sender, refersion, figures, process, cleared_at, "disk full")
+
+
+NOBODY = 65534
+AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+
+
+def python_for_nobody() -> list[str] | None:
+    """A command running this interpreter's Python with the project importable, as ``nobody``.
+
+    The venv's own interpreter may link to a home ``nobody`` cannot enter (pyenv under /root);
+    then the system interpreter of the same version, given the venv's packages, does the job.
+    None when neither can.
+    """
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    project = str(Path(__file__).resolve().parents[2])
+    candidates = [[sys.executable]]
+    system_python = shutil.which(version, path="/usr/local/bin:/usr/bin:/bin")
+    if system_python:
+        candidates.append(["env", "PYTHONPATH=" + os.pathsep.join([*site.getsitepackages(), project]), system_python])
+    # ``bridge serve`` starts its halves with its own sys.executable, so that must run too.
+    probe = "import subprocess, sys, bridge.serving; subprocess.run([sys.executable, '-c', 'import bridge'], check=True)"
+    for python in candidates:
+        command = [*AS_NOBODY, *python]
+        if subprocess.run([*command, "-c", probe], capture_output=True, cwd="/").returncode == 0:
+            return command
+    return None
+
+
+@pytest.fixture
+def nobody_folder():
+    """A fresh folder owned by ``nobody`` and the command running Python as ``nobody``; its
+    modes are restored and it is removed at teardown. Skipped unless root with ``setpriv``."""
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to run the bridge as an unprivileged user (root ignores file modes)")
+    python = python_for_nobody()
+    if python is None:
+        pytest.skip("no Python interpreter that the user nobody can run with this project importable")
+    folder = Path(tempfile.mkdtemp(prefix="bridge-readonly-", dir="/tmp"))
+    os.chown(folder, NOBODY, NOBODY)
+    folder.chmod(0o755)
+    yield folder, python
+    folder.chmod(0o755)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def set_writable(folder: Path, writable: bool) -> None:
+    """The database, its -wal and -shm and the folder read-only for their owner, or writable again."""
+    folder.chmod(0o755 if writable else 0o555)
+    for file in folder.iterdir():
+        file.chmod(0o644 if writable else 0o444)
+
+
+def test_a_read_only_database_gets_webhooks_503_health_says_so_and_nothing_acknowledged_is_lost(
+    nobody_folder, environ, tmp_path, bigcommerce, refersion
+):
+    """Measured: a chmod stops every new connection from writing (the web opens one per request:
+    "attempt to write a readonly database"), while descriptors opened before keep their write
+    access, so the worker, whose connections live as long as it does, goes on working. A read-only
+    bind mount laid over the folder does the same; one the bridge opened its files through cannot
+    be remounted read-only while they are open (EBUSY)."""
+    folder, python = nobody_folder
+    port = free_port()
+    process = BridgeProcess(
+        ["serve", "--port", str(port)],
+        {**environ, "BRIDGE_DATABASE_PATH": str(folder / "bridge.sqlite3"), "WEB_CONCURRENCY": "2"},
+        tmp_path / "serve.log",
+        python=python,
+    )
+    try:
+        wait_until_healthy(process, port)
+        orders, figures, sender = start_with_ten_reported(port, bigcommerce, refersion, 9000, 48)
+        bigcommerce.slow_next(0.5, times=8)  # the worker is still busy with these when the fault starts
+        for order_id in orders[10:18]:
+            assert sender.post(order_id) == 200
+
+        set_writable(folder, False)
+        status, body = health(port)
+        assert (status, body["status"], body["database"]) == (503, "failing", "read-only")
+        assert "is read-only" in body["problems"][0]
+        for order_id in orders[18:38]:
+            sender.post(order_id)
+            time.sleep(0.1)
+        assert figures.refused, "the read-only database refused no webhook"
+        assert figures.slowest_503 < REQUEST_BUSY_TIMEOUT
+        # The worker's connections were opened before the chmod: it goes on with what was acknowledged.
+        wait_for(lambda: {str(order_id) for order_id in orders[:18]} <= set(refersion.order_ids), timeout=30, interval=0.1)
+        assert health(port)[1]["database"] == "read-only"
+        assert process.process.poll() is None, process.output
+
+        set_writable(folder, True)
+        cleared_at = time.monotonic()
+        wait_for(lambda: health(port)[0] == 200, timeout=30, interval=0.2)
+        for order_id in orders[38:]:
+            assert sender.post(order_id) == 200
+        finish(sender, refersion, figures, process, cleared_at, "database read-only")
+        assert "attempt to write a readonly database" in process.output
+    finally:
+        process.stop()
