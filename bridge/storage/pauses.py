@@ -54,3 +54,10 @@ def find_hold(db: Database, *, store_hash: str, service: str) -> dict | None:
 def holds(db: Database, *, now: float) -> list[dict]:
     """Holds still in force."""
     return rows(db.execute("SELECT * FROM holds WHERE until > ? ORDER BY until", [now]))
+
+
+def held_back(db: Database, *, store_hash: str, service: str, now: float) -> bool:
+    """True while the store's ``service`` work is paused (credentials refused) or held (quota spent): no call would help."""
+    paused = db.execute("SELECT 1 FROM pauses WHERE store_hash = ? AND service = ?", [store_hash, service]).fetchone()
+    hold = find_hold(db, store_hash=store_hash, service=service)
+    return paused is not None or (hold is not None and hold["until"] > now)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from datetime import UTC, datetime
 
 from bridge.storage import hook_checks, inbox, incidents, outbox, pauses
@@ -113,7 +114,15 @@ def problems_now(ctx: Context, store: Store, now: float) -> dict[str, str]:
     return found
 
 
-def cleared_text(kind: str, store_hash: str, now: float, check: dict | None) -> str:
+def recovery_words(reconciling: bool, since: float | None) -> str:
+    """How the orders of a webhook outage are recovered: the reconcile chore, or by hand when it is off."""
+    if reconciling:
+        return "A reconcile pass recovers the orders of the time they were down."
+    start = time.strftime("%Y-%m-%d", time.gmtime(since)) if since else "the day they stopped"
+    return f"Reconcile is off (worker.reconcile_interval = 0): run `bridge backfill --since {start}` to recover the orders of that time."
+
+
+def cleared_text(kind: str, store_hash: str, now: float, check: dict | None, reconciling: bool = True) -> str:
     at = when(now)
     if kind == REFERSION_PAUSED:
         return f"Reports to Refersion for store {store_hash} flow again ({at}): the key pair was accepted; held reports are being sent."
@@ -122,20 +131,21 @@ def cleared_text(kind: str, store_hash: str, now: float, check: dict | None) -> 
     if kind == HOOKS:
         repaired = check is not None and check["repaired_at"] is not None and check["repaired_at"] > now - REPAIR_NEWS_SECONDS
         by = f"the bridge repaired them at {when(check['repaired_at'])}" if repaired else f"checked at {at}"
-        return (
-            f"BigCommerce webhooks of store {store_hash} work again ({by}). "
-            "A reconcile pass recovers the orders of the time they were down."
-        )
+        since = check.get("repaired_since") or check.get("down_since") if check else None
+        return f"BigCommerce webhooks of store {store_hash} work again ({by}). {recovery_words(reconciling, since)}"
     if kind == DEAD:
         return f"Store {store_hash} has no failed reports or orders left ({at})."
     return f"Webhooks from BigCommerce reach the bridge again for store {store_hash} ({at})."
 
 
-def repaired_text(store_hash: str, check: dict) -> str:
+def repaired_text(store_hash: str, check: dict, reconciling: bool = True) -> str:
+    stopped = f"BigCommerce webhooks of store {store_hash} had stopped: {hook_checks.describe(check['repaired'])}. "
+    if not reconciling:
+        return stopped + f"The bridge repaired them at {when(check['repaired_at'])}. " + recovery_words(False, check["repaired_since"])
     since = f" placed since {when(check['repaired_since'])}" if check["repaired_since"] else ""
     return (
-        f"BigCommerce webhooks of store {store_hash} had stopped: {hook_checks.describe(check['repaired'])}. "
-        f"The bridge repaired them at {when(check['repaired_at'])} and a reconcile pass recovers the orders{since}. Nothing to do."
+        stopped
+        + f"The bridge repaired them at {when(check['repaired_at'])} and a reconcile pass recovers the orders{since}. Nothing to do."
     )
 
 
@@ -167,6 +177,8 @@ def run(ctx: Context, store: Store | None, state: dict) -> dict:
             now=now,
         )
 
+    reconciling = bool(ctx.settings.worker.reconcile_interval)
+
     def write() -> None:
         opened = {(row["store_hash"], row["kind"]): row for row in incidents.open_incidents(ctx.db)}
         for (store_hash, kind), text in current.items():
@@ -178,7 +190,8 @@ def run(ctx: Context, store: Store | None, state: dict) -> dict:
                 continue
             incidents.clear(ctx.db, incident_id=row["id"], at=now)
             if store_hash in served_hashes:  # a store that left needs no news of it
-                alert(store_hash, kind, row["opened_at"], "clear", cleared_text(kind, store_hash, now, checks.get(store_hash)))
+                text = cleared_text(kind, store_hash, now, checks.get(store_hash), reconciling)
+                alert(store_hash, kind, row["opened_at"], "clear", text)
         for store_hash, check in checks.items():
             # A hook repaired between two looks: its outage opened and ended unseen; told once.
             if check is None or check["repaired_at"] is None or check["repaired_at"] <= now - REPAIR_NEWS_SECONDS:
@@ -186,11 +199,11 @@ def run(ctx: Context, store: Store | None, state: dict) -> dict:
             last = incidents.latest(ctx.db, store_hash=store_hash, kind=HOOKS)
             if last is None or (last["cleared_at"] is not None and last["cleared_at"] < check["repaired_at"]):
                 opened_at = check["repaired_since"] or check["repaired_at"]
-                text = repaired_text(store_hash, check)
+                text = repaired_text(store_hash, check, reconciling)
                 incidents.open_incident(
                     ctx.db, store_hash=store_hash, kind=HOOKS, at=opened_at, detail=text, cleared_at=check["repaired_at"]
                 )
-                alert(store_hash, HOOKS, opened_at, "repaired", text)
+                alert(store_hash, HOOKS, check["repaired_at"], "repaired", text)  # each repair its own message
 
     ctx.write("the alerts' incidents", write)
     return state

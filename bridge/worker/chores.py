@@ -24,6 +24,7 @@ from bridge.worker.context import Context
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 60.0  # a failed run is tried again this soon (or at its interval, if shorter)
+AGAIN = "again"  # a key of the state a run returns: its work is not finished, run it again at once
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Chore:
     name: str
     per_store: bool
     interval: Callable[[Settings], float | None]  # seconds between runs; None or 0: the chore is off
-    run: Callable[[Context, Store | None, dict], dict]  # returns the chore's new state
+    run: Callable[[Context, Store | None, dict], dict]  # returns the chore's new state (with AGAIN: due again now)
 
 
 CHORES: list[Chore] = []  # each chore module appends its Chore here when imported by the worker
@@ -67,6 +68,8 @@ def run_next(ctx: Context) -> bool:
     else:
         try:
             state = chore.run(ctx, store, row["state"])
+            if state.pop(AGAIN, False):
+                due_at = ctx.clock()  # other work and other chores still come first: the loop takes one thing at a time
         except BigCommerceError as failure:
             error = f"BigCommerce: {failure}"
             outcome = classify(failure.status, failure.failure)

@@ -48,15 +48,8 @@ def down_since(ctx: Context, store_hash: str, previous: dict | None, now: float)
     return min(known) if known else now - UNKNOWN_OUTAGE_SECONDS
 
 
-def _held_back(ctx: Context, store_hash: str, now: float) -> bool:
-    """True while the store's BigCommerce work is paused (token refused) or held (quota spent): no call would help."""
-    hold = pauses.find_hold(ctx.db, store_hash=store_hash, service=BIGCOMMERCE)
-    paused = any(row["store_hash"] == store_hash and row["service"] == BIGCOMMERCE for row in pauses.pauses(ctx.db))
-    return paused or (hold is not None and hold["until"] > now)
-
-
 def run(ctx: Context, store: Store, state: dict) -> dict:
-    if _held_back(ctx, store.store_hash, ctx.clock()):
+    if pauses.held_back(ctx.db, store_hash=store.store_hash, service=BIGCOMMERCE, now=ctx.clock()):
         return state
     public_url = ctx.settings.server.public_url
     secret = store.hook_token(ctx.settings.webhooks.secret)  # an app store's hooks send their own token

@@ -23,12 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bridge.storage import chores as chore_rows
-from bridge.storage import decisions, inbox, outbox, pauses
+from bridge.storage import decisions, inbox, outbox, pauses, stores
 from bridge.storage.db import immediate
 from bridge.storage.queue import DEAD, PENDING, WORKING
 from bridge.storage.stores import BIGCOMMERCE, Store
 from bridge.worker import evaluate
-from bridge.worker.chores import CHORES, Chore
+from bridge.worker.chores import AGAIN, CHORES, Chore
 from bridge.worker.context import Context
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ NAME = "reconcile"
 RESERVE = 5  # requests left for everything else (one order's evaluation takes up to 5)
 OVERLAP_SECONDS = 300.0  # each pass starts this long before the last one ended: clocks and late writes
 LAG_SECONDS = 60.0  # a pass ends this long before now: a webhook in flight is given the time to arrive
+PAGES_PER_RUN = 10  # pages of up to 250 orders one run walks before the worker's other work gets its turn
 SETTLED = (outbox.DONE, outbox.DRY_RUN, DEAD)  # a paid report in these states is never looked at again
 
 # Why a listed order was not queued.
@@ -54,7 +55,8 @@ class Walk:
     queued: list[int] = field(default_factory=list)  # ids of the events written
     not_queued: dict[str, int] = field(default_factory=dict)  # why not, with how many
     listed_until: float | None = None  # every order modified before this was looked at
-    complete: bool = False  # False: stopped early (quota), or still going
+    complete: bool = False  # False: stopped early (quota, or ``budget_spent``), or still going
+    budget_spent: bool = False  # stopped after its page budget: to go on at once
 
     @property
     def skipped(self) -> int:
@@ -79,6 +81,7 @@ def walk(
     scope: str,
     on_page: Callable[[Walk, list[int]], None] | None = None,
     wait: Callable[[float], bool] | None = None,
+    max_pages: int | None = None,
 ) -> Walk:
     """Queue an evaluation of each order of ``store`` modified from ``since`` to ``until`` that needs one.
 
@@ -87,12 +90,16 @@ def walk(
     :param wait: called with the seconds until the quota resets when it is nearly spent; True once
         it has waited (the walk goes on), False to stop here (``complete`` stays False).
         Without it the walk stops.
+    :param max_pages: stop after this many pages (``budget_spent``), to go on later from ``listed_until``.
     :raise BigCommerceError: BigCommerce refused or failed a page; the pages before it are queued.
     """
     client = ctx.bigcommerce(store)
     done = Walk(since=since, until=until)
     pages = client.orders_modified(since, until)
     while True:
+        if max_pages is not None and done.pages >= max_pages:
+            done.budget_spent = True
+            return done
         pause = client.rate_limit.wait_before_next(RESERVE) if client.rate_limit else 0.0
         if pause > 0 and not (wait and wait(pause)):
             log.info("Store %s: the API quota is nearly spent; the walk stops at %s", store.store_hash, done.listed_until)
@@ -171,7 +178,7 @@ def evaluate_now(ctx: Context, store: Store, event_ids: list[int], *, sleep: Cal
             waiting.discard(row["id"])
         if not waiting:
             break
-        if pauses_of(ctx, store.store_hash):
+        if pauses_of(ctx, store.store_hash) or stores.is_uninstalled(ctx.db, store.store_hash):
             tally[LEFT_TO_WORKER] = tally.get(LEFT_TO_WORKER, 0) + len(waiting)
             break
         pause = client.rate_limit.wait_before_next(RESERVE) if client.rate_limit else 0.0
@@ -210,16 +217,18 @@ def run(ctx: Context, store: Store, state: dict) -> dict:
     for the quota (the next one goes on from there, without the overlap); ``since`` an older
     instant someone asked a pass to cover (``storage.chores.bring_forward``), cleared once walked.
     """
-    if pauses_of(ctx, store.store_hash):
-        return state  # its token was refused: nothing can be read until it changes, and the window waits
     interval = ctx.settings.worker.reconcile_interval
     row = chore_rows.find(ctx.db, name=NAME, store_hash=store.store_hash)
     # The row is due one interval after it was first scheduled: the very first pass starts there.
     first_since = (row["due_at"] if row else ctx.clock()) - interval
     since, until = window(state, now=ctx.clock(), first_since=first_since)
+    if pauses.held_back(ctx.db, store_hash=store.store_hash, service=BIGCOMMERCE, now=ctx.clock()):
+        # Token refused, or quota held (perhaps by another process): nothing is read now, and the
+        # next pass starts where this one would have.
+        return {**state, "resume": since}
     if until <= since:
         return state
-    done = walk(ctx, store, since, until, scope=inbox.RECONCILE)
+    done = walk(ctx, store, since, until, scope=inbox.RECONCILE, max_pages=PAGES_PER_RUN)
     log.info(
         "Reconcile of store %s: %d page(s), %d order(s), %d queued, %d needed no look%s",
         store.store_hash,
@@ -227,11 +236,16 @@ def run(ctx: Context, store: Store, state: dict) -> dict:
         done.orders,
         len(done.queued),
         done.skipped,
-        "" if done.complete else "; stopped early for the API quota",
+        "" if done.complete else ("; more next round" if done.budget_spent else "; stopped early for the API quota"),
     )
     new_state = {key: value for key, value in state.items() if key not in ("since", "resume")}
     if done.complete:
         new_state["until"] = until
+    elif done.budget_spent:
+        # A long window (after an outage) goes on at once, a few pages at a time: the worker's
+        # evaluations and deliveries for every store run in between.
+        new_state["resume"] = max(since, done.listed_until or since)
+        new_state[AGAIN] = True
     else:
         new_state["resume"] = max(since, done.listed_until or since)
         # The quota is nearly spent: the store's other reads wait for the reset too.

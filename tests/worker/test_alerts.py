@@ -204,6 +204,34 @@ def test_a_hook_the_bridge_repaired_between_two_looks_is_told_once(alerting, mak
     assert slack.messages[0].endswith("Nothing to do.")
 
 
+def test_each_repair_of_a_hook_is_told_even_with_no_webhook_between(alerting, make_worker, bigcommerce, slack, clock, db):
+    """No webhook arrives between two deactivations (BigCommerce cannot reach the bridge): both
+    repairs date the outage from the same last webhook, and the second must still be told."""
+    hooks = register_bridge_hooks(bigcommerce)
+    worker = make_worker(alerting(server_public_url="https://bridge.example.com"))
+    add_event(db, "store/order/statusUpdated", clock.now - 100)  # the last webhook that ever arrives
+    tick(worker, clock)  # schedules the chores
+    for _ in range(2):
+        bigcommerce.deactivate_hook(hooks[STATUS_UPDATED])
+        tick(worker, clock, hook_health.HOOK_CHECK_SECONDS)
+        for _ in range(3):
+            tick(worker, clock)
+    assert len(slack.messages) == 2 and all("had stopped" in message for message in slack.messages)
+
+
+def test_with_reconcile_off_the_hooks_message_says_to_run_a_backfill(alerting, make_worker, bigcommerce, slack, clock):
+    hooks = register_bridge_hooks(bigcommerce)
+    worker = make_worker(alerting(server_public_url="https://bridge.example.com", worker_reconcile_interval="0"))
+    tick(worker, clock)  # schedules the chores
+    tick(worker, clock, hook_health.HOOK_CHECK_SECONDS)
+    bigcommerce.deactivate_hook(hooks[STATUS_UPDATED])
+    tick(worker, clock, hook_health.HOOK_CHECK_SECONDS)
+    tick(worker, clock)
+    (message,) = slack.messages
+    assert "Reconcile is off (worker.reconcile_interval = 0): run `bridge backfill --since " in message
+    assert "a reconcile pass recovers" not in message
+
+
 def add_event(db, scope: str, received_at: float) -> None:
     """An event as the intake (or the reconcile pass, for its own scope) stores it, already handled."""
     with immediate(db):

@@ -173,3 +173,35 @@ def test_bridge_orders_why_says_who_found_the_order(worker, clock, bigcommerce, 
     result = CliRunner().invoke(cli, ["orders", "why", "7701"], env={**clean, **environ})
     assert result.exit_code == 0, result.output
     assert "bridge/reconcile (found by reconcile)  (done: report)" in result.output
+
+
+def test_a_pass_waits_while_the_store_is_held_by_any_process(worker, clock, bigcommerce, refersion, db):
+    """A 429 another process met (or a platform hold) is in the database, not in this client: no listing until it ends."""
+    from bridge.storage import pauses
+
+    worker.run_until_idle()
+    bigcommerce.add_order(7701)
+    with immediate(db):
+        pauses.hold(db, store_hash=STORE_HASH, service="bigcommerce", until=clock.now + INTERVAL + 30, reason="429 elsewhere")
+    clock.advance(INTERVAL)
+    worker.run_until_idle()
+    assert listings(bigcommerce) == []
+    clock.advance(INTERVAL)
+    worker.run_until_idle()
+    assert refersion.order_ids == ["7701"]
+
+
+def test_a_long_window_is_walked_a_few_pages_a_run_with_other_work_in_between(worker, clock, bigcommerce, refersion, db, monkeypatch):
+    monkeypatch.setattr(reconcile, "PAGES_PER_RUN", 2)
+    bigcommerce.max_page_size = 2
+    worker.run_until_idle()
+    start = int(clock.now)
+    for order_id in range(7801, 7811):  # five pages or more
+        bigcommerce.add_order(order_id, created_at=start + (order_id - 7801))
+    clock.advance(INTERVAL)
+    worker.run_once()  # one run: its page budget, then the chore is due again at once
+    assert len(listings(bigcommerce)) == 2 and "resume" in state(db)
+    assert chore_rows.find(db, name="reconcile", store_hash=STORE_HASH)["due_at"] <= clock.now
+    worker.run_until_idle()
+    assert sorted(refersion.order_ids) == [str(order_id) for order_id in range(7801, 7811)]
+    assert "resume" not in state(db) and "until" in state(db)
