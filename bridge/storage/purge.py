@@ -24,6 +24,7 @@ stays for a re-install.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 
 import simplejson
@@ -111,17 +112,26 @@ def plan(db: Database, *, now: float, retention_days: int) -> list[StoreFigures]
     return [figures[store_hash] for store_hash in sorted(figures)]
 
 
-def purge(db: Database, *, now: float, retention_days: int, batch: int = BATCH) -> list[StoreFigures]:
+def purge(db: Database, *, now: float, retention_days: int, batch: int = BATCH, budget_seconds: float | None = None) -> list[StoreFigures]:
     """Remove customer data past retention and the history of long-uninstalled stores; returns what was done.
 
     Runs in transactions of at most ``batch`` rows; idempotent (purged rows are marked, deleted rows are gone).
+    With ``budget_seconds`` it stops after about that long (``left_to_purge`` then says so): the
+    worker's other work goes on between runs.
     """
     before = cutoff(now, retention_days)
     figures: dict[str, StoreFigures] = {}
+    deadline = time.monotonic() + budget_seconds if budget_seconds is not None else None
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.monotonic() > deadline
+
     for store_hash in _expired_uninstalls(db, before):
+        if out_of_time():
+            break
         entry = _store(figures, store_hash)
         for table in STORE_TABLES:
-            while True:
+            while not out_of_time():
                 with immediate(db):
                     deleted = db.execute(
                         f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE store_hash = ? LIMIT ?)", [store_hash, batch]
@@ -132,7 +142,7 @@ def purge(db: Database, *, now: float, retention_days: int, batch: int = BATCH) 
                     break
         with immediate(db):
             db.execute("UPDATE stores SET installed_by = NULL WHERE store_hash = ?", [store_hash])
-    while True:
+    while not out_of_time():
         with immediate(db):
             found = _due(db, "events", "received_at", before, batch)
             for row in found:
@@ -144,7 +154,7 @@ def purge(db: Database, *, now: float, retention_days: int, batch: int = BATCH) 
                 _store(figures, row["store_hash"]).events += 1
         if len(found) < batch:
             break
-    while True:
+    while not out_of_time():
         with immediate(db):
             found = _due(db, "deliveries", "created_at", before, batch)
             for row in found:
@@ -164,6 +174,14 @@ def purge(db: Database, *, now: float, retention_days: int, batch: int = BATCH) 
         if left.store_hash in figures:
             figures[left.store_hash].oldest_kept = left.oldest_kept
     return [figures[store_hash] for store_hash in sorted(figures)]
+
+
+def left_to_purge(db: Database, *, now: float, retention_days: int) -> bool:
+    """Whether a purge now would still find something to do."""
+    before = cutoff(now, retention_days)
+    return bool(
+        _expired_uninstalls(db, before) or _due(db, "events", "received_at", before, 1) or _due(db, "deliveries", "created_at", before, 1)
+    )
 
 
 def _due(db: Database, table: str, column: str, before: float, limit: int) -> list[dict]:

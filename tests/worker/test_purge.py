@@ -224,3 +224,14 @@ def test_no_log_line_carries_an_email_or_ip_address_refersion_echoed(client, wor
     assert "Delivery of order" in written and "[removed]" in written
     for value in ("ada@example.com", "203.0.113.24", "2001:db8::24"):
         assert value not in written
+
+
+def test_a_purge_out_of_time_stops_and_says_what_is_left(client, worker, bigcommerce, refersion, db, clock):
+    """The chore's time budget: a first purge of a large database is done over several runs, other work in between."""
+    report_order(client, worker, bigcommerce)
+    clock.advance(91 * DAY)
+    assert retention.left_to_purge(db, now=clock.now, retention_days=90)
+    assert retention.purge(db, now=clock.now, retention_days=90, budget_seconds=0) == []  # out of time before the first batch
+    assert retention.left_to_purge(db, now=clock.now, retention_days=90)
+    assert [(entry.events, entry.payloads) for entry in retention.purge(db, now=clock.now, retention_days=90, budget_seconds=5)] == [(1, 1)]
+    assert not retention.left_to_purge(db, now=clock.now, retention_days=90)
