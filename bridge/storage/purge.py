@@ -124,7 +124,7 @@ def purge(db: Database, *, now: float, retention_days: int, batch: int = BATCH, 
     deadline = time.monotonic() + budget_seconds if budget_seconds is not None else None
 
     def out_of_time() -> bool:
-        return deadline is not None and time.monotonic() > deadline
+        return deadline is not None and time.monotonic() >= deadline
 
     for store_hash in _expired_uninstalls(db, before):
         if out_of_time():
