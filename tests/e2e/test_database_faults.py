@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import site
+import stat
 import subprocess
 import sys
 import tempfile
@@ -241,15 +242,27 @@ def nobody_folder():
     modes are restored and it is removed at teardown. Skipped unless root with ``setpriv``."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run the bridge as an unprivileged user (root ignores file modes)")
-    python = python_for_nobody()
-    if python is None:
-        pytest.skip("no Python interpreter that the user nobody can run with this project importable")
-    folder = Path(tempfile.mkdtemp(prefix="bridge-readonly-", dir="/tmp"))
-    os.chown(folder, NOBODY, NOBODY)
-    folder.chmod(0o755)
-    yield folder, python
-    folder.chmod(0o755)
-    shutil.rmtree(folder, ignore_errors=True)
+    # A checkout under a private folder (mktemp's 0700, as for CI's clone) is not reachable by
+    # ``nobody``: its parents are opened for traversal (o+x only) for the test, then restored.
+    project = Path(__file__).resolve().parents[2]
+    opened = {parent: parent.stat().st_mode for parent in project.parents if not parent.stat().st_mode & stat.S_IXOTH}
+    for parent, mode in opened.items():
+        parent.chmod(mode | stat.S_IXOTH)
+    folder = None
+    try:
+        python = python_for_nobody()
+        if python is None:
+            pytest.skip("no Python interpreter that the user nobody can run with this project importable")
+        folder = Path(tempfile.mkdtemp(prefix="bridge-readonly-", dir="/tmp"))
+        os.chown(folder, NOBODY, NOBODY)
+        folder.chmod(0o755)
+        yield folder, python
+    finally:
+        if folder is not None:
+            folder.chmod(0o755)
+            shutil.rmtree(folder, ignore_errors=True)
+        for parent, mode in opened.items():
+            parent.chmod(stat.S_IMODE(mode))
 
 
 def set_writable(folder: Path, writable: bool) -> None:
