@@ -242,12 +242,14 @@ def nobody_folder():
     modes are restored and it is removed at teardown. Skipped unless root with ``setpriv``."""
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
         pytest.skip("needs root and setpriv to run the bridge as an unprivileged user (root ignores file modes)")
-    # A checkout under a private folder (mktemp's 0700, as for CI's clone) is not reachable by
-    # ``nobody``: its parents are opened for traversal (o+x only) for the test, then restored.
+    # A checkout in a private folder (mktemp's 0700, as for CI's clone) is not reachable by
+    # ``nobody``: for the test, its parents are opened for traversal (o+x) and the checkout
+    # for reading (o+rx: imports list it), then restored.
     project = Path(__file__).resolve().parents[2]
-    opened = {parent: parent.stat().st_mode for parent in project.parents if not parent.stat().st_mode & stat.S_IXOTH}
-    for parent, mode in opened.items():
-        parent.chmod(mode | stat.S_IXOTH)
+    wanted = {project: stat.S_IROTH | stat.S_IXOTH, **{parent: stat.S_IXOTH for parent in project.parents}}
+    opened = {path: path.stat().st_mode for path, bits in wanted.items() if path.stat().st_mode & bits != bits}
+    for path, mode in opened.items():
+        path.chmod(stat.S_IMODE(mode) | wanted[path])
     folder = None
     try:
         python = python_for_nobody()
@@ -261,8 +263,8 @@ def nobody_folder():
         if folder is not None:
             folder.chmod(0o755)
             shutil.rmtree(folder, ignore_errors=True)
-        for parent, mode in opened.items():
-            parent.chmod(stat.S_IMODE(mode))
+        for path, mode in opened.items():
+            path.chmod(stat.S_IMODE(mode))
 
 
 def set_writable(folder: Path, writable: bool) -> None:
