@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 RESUME_CHECK_SECONDS = 10.0
 CHORE_CHECK_SECONDS = 1.0  # how often an idle worker looks for a due chore (a claim takes the write lock)
 MAX_IDLE_WAIT = 1.0  # seconds: the loop never waits longer than this when idle
-MAX_ERROR_WAIT = 30.0  # seconds: the longest wait after failures in a row (a stop still ends it at once)
+MAX_ERROR_WAIT = 5.0  # seconds: the longest wait after failures in a row; the worker resumes this soon once the fault clears
 
 
 def _owner_id() -> str:

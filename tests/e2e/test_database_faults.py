@@ -121,6 +121,7 @@ def finish(sender: Sender, refersion, figures: Figures, process, cleared_at: flo
 def test_another_writer_holding_the_lock_for_seconds_gets_webhooks_503_fast_and_loses_nothing(spawn, tmp_path, bigcommerce, refersion):
     db_path = tmp_path / "bridge.sqlite3"
     port, process = start_bridge(spawn, db_path)
+    bigcommerce.set_quota(quota=1_000_000)  # a plan's quota that 30 orders cannot spend: the test is about the database
     orders = [bigcommerce.add(load_fixture("manual_discount"), id=7000 + n) for n in range(30)]
     figures = Figures()
     sender = Sender(port, figures)
@@ -178,6 +179,7 @@ def fill(mount_point: Path) -> Path:
 
 def start_with_ten_reported(port: int, bigcommerce, refersion, first_id: int, count: int) -> tuple[list[int], Figures, Sender]:
     """``count`` orders in BigCommerce, the first ten sent as webhooks and reported to Refersion."""
+    bigcommerce.set_quota(quota=1_000_000)  # a plan's quota that ~40 orders cannot spend: the test is about the database
     orders = [bigcommerce.add(load_fixture("manual_discount"), id=first_id + n) for n in range(count)]
     figures = Figures()
     sender = Sender(port, figures)
