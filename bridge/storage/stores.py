@@ -312,7 +312,7 @@ def installs(db: Database) -> list[dict]:
     )
 
 
-# --- Added for the app callbacks (bridge/web/app_install.py) ---------------------------------
+# --- Install state: the app callbacks and the worker ask these ----------------------------------
 
 
 def installed_at(db: Database, store_hash: str) -> float | None:
