@@ -264,3 +264,20 @@ def install_store(
             )
     finally:
         database.close()
+
+
+def store_user_client(app, settings: Settings, store_hash: str, user_id: int):
+    """A test client of ``app`` signed in as user ``user_id`` of the app store ``store_hash`` (installed here)."""
+    from bridge.web.auth import Viewer, start_session
+
+    install_store(settings, store_hash, user_id=user_id)
+    path = f"/test-only/sign-in/{store_hash}/{user_id}"
+
+    def sign_in():
+        start_session(Viewer(is_admin=False, stores=frozenset({store_hash}), user_id=user_id))
+        return "signed in"
+
+    app.add_url_rule(path, endpoint=f"test_sign_in_{store_hash}_{user_id}", view_func=sign_in)
+    client = app.test_client()
+    assert client.get(path).status_code == 200
+    return client

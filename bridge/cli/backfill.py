@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import click
 
-from bridge.cli.common import command_name, load_settings_or_exit, prepare_database
+from bridge.cli.common import chosen_stores, command_name, load_settings_or_exit, prepare_database
 from bridge.clients.bigcommerce import BigCommerceError
 from bridge.storage import db as database
 from bridge.storage import inbox
@@ -141,16 +141,7 @@ def backfill(ctx: click.Context, since: float, until: float | None, store_hash: 
     stop = threading.Event()
     heartbeat = threading.Thread(target=_heartbeat, args=(settings.database.path, owner, stop), name="backfill-heartbeat", daemon=True)
     try:
-        stores = context.stores.all(context.db)
-        if store_hash is not None:
-            served = ", ".join(store.store_hash for store in stores) or "none"
-            stores = [store for store in stores if store.store_hash == store_hash]
-            if not stores:
-                click.echo(f"The bridge does not serve store {store_hash} (it serves: {served}).", err=True)
-                ctx.exit(2)
-        if not stores:
-            click.echo("No store to backfill: configure bigcommerce.store_hash or install the app on a store.", err=True)
-            ctx.exit(2)
+        stores = chosen_stores(ctx, context.stores.all(context.db), store_hash)
         heartbeat.start()
         click.echo(f"Backfill of orders modified from {_utc(since)} to {_utc(until)}.")
         failed = _run(context, stores, since, until, terminal=sys.stdout.isatty())

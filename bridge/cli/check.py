@@ -252,13 +252,7 @@ def _check_refersion_pairs(settings: Settings, stores: list[Store], many: bool, 
 def _check_refersion(settings: Settings, keys: RefersionKeys, *, own: bool) -> str | None:
     """One probe of a key pair; ``own``: the store's own pair (from the settings page), not the config's."""
     ref = settings.refersion
-    client = RefersionClient(
-        orders_url=ref.orders_url,
-        api_url=ref.api_url,
-        public_key=keys.public_key,
-        secret_key=keys.secret_key,
-        timeout=ref.timeout,
-    )
+    client = RefersionClient.for_keys(ref, keys.public_key, keys.secret_key)
     try:
         reply = client.list_affiliates(limit=1)
     finally:

@@ -105,3 +105,21 @@ def prepare_database(ctx: click.Context, settings: Settings) -> None:
         ctx.exit(2)
     finally:
         db.close()
+
+
+def chosen_stores(ctx: click.Context, stores: list, store_hash: str | None) -> list:
+    """The stores a command acts on: every store served, or the one ``--store`` names; exit 2 saying why there is none."""
+    if store_hash is not None:
+        served = ", ".join(store.store_hash for store in stores) or "none"
+        stores = [store for store in stores if store.store_hash == store_hash]
+        if not stores:
+            click.echo(f"The bridge does not serve store {store_hash} (it serves: {served}).", err=True)
+            ctx.exit(2)
+    if not stores:
+        click.echo(
+            "No store is served: set bigcommerce.store_hash and bigcommerce.access_token (a store-level API account), "
+            "or install the app on a store.",
+            err=True,
+        )
+        ctx.exit(2)
+    return stores

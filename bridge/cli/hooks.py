@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import click
 
-from bridge.cli.common import command_name, load_settings_or_exit
+from bridge.cli.common import chosen_stores, command_name, load_settings_or_exit
 from bridge.clients.bigcommerce import FAILED, REPAIRED, BigCommerceClient, BigCommerceError, HookResult
 from bridge.config import Settings
 from bridge.core import hooks as wanted
@@ -51,15 +51,7 @@ def stores_or_exit(ctx: click.Context, settings: Settings, store_hash: str | Non
     finally:
         if db is not None:
             db.close()
-    if store_hash:
-        stores = [store for store in stores if store.store_hash == store_hash]
-        if not stores:
-            click.echo(f"The bridge has no credentials for store {store_hash}.", err=True)
-            ctx.exit(2)
-    if not stores:
-        click.echo("No store is configured: set bigcommerce.store_hash and bigcommerce.access_token (a store-level API account).", err=True)
-        ctx.exit(2)
-    return stores
+    return chosen_stores(ctx, stores, store_hash)
 
 
 def client_for(settings: Settings, store: Store) -> BigCommerceClient:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import requests
 import simplejson
 
+from bridge.config import RefersionSettings
 from bridge.core.retry import Failure
 
 RESPONSE_KEEP = 2000  # characters of Refersion's answer kept for the status page
@@ -40,6 +41,17 @@ class Reply:
 
 class RefersionClient:
     """Talks to Refersion with one store's API key pair."""
+
+    @classmethod
+    def for_keys(cls, settings: RefersionSettings, public_key: str, secret_key: str) -> RefersionClient:
+        """A client of the configured Refersion endpoints with this key pair (the config's or a store's own)."""
+        return cls(
+            orders_url=settings.orders_url,
+            api_url=settings.api_url,
+            public_key=public_key,
+            secret_key=secret_key,
+            timeout=settings.timeout,
+        )
 
     def __init__(self, *, orders_url: str, public_key: str, secret_key: str, timeout: float = 20.0, api_url: str | None = None):
         self.orders_url = orders_url

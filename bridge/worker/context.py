@@ -91,12 +91,7 @@ class Context:
         client = self._refersion.get(key)
         if client is None:
             ref = self.settings.refersion
-            client = self._refersion[key] = RefersionClient(
-                orders_url=ref.orders_url,
-                public_key=store.refersion.public_key,
-                secret_key=store.refersion.secret_key,
-                timeout=ref.timeout,
-            )
+            client = self._refersion[key] = RefersionClient.for_keys(ref, store.refersion.public_key, store.refersion.secret_key)
         return client
 
     def close(self) -> None:

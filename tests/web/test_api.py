@@ -4,7 +4,7 @@
 import pytest
 
 from bridge.web.app import create_app
-from tests.conftest import STORE_HASH, install_store, post_webhook, status_updated
+from tests.conftest import STORE_HASH, post_webhook, status_updated, store_user_client
 from tests.fakes import load_fixture
 
 ADMIN_TOKEN = "adm-7f3c9b2e4d1a8f6c5b0e9d2a41c7"
@@ -99,19 +99,8 @@ def test_wrong_methods_are_a_clear_405(api, method, path):
 
 def test_a_store_owner_never_sees_another_stores_orders_whatever_store_says(make_settings, orders):
     """An owner of one installed store asks about another store's orders."""
-    from bridge.web.auth import Viewer, start_session
-
     settings = make_settings(server_admin_token=ADMIN_TOKEN, server_session_secret=SESSION_SECRET)
-    app = create_app(settings)
-    install_store(settings, "otherstore", user_id=77)
-
-    @app.get("/test-only/sign-in-as-other-store")
-    def sign_in_as_other_store():
-        start_session(Viewer(is_admin=False, stores=frozenset({"otherstore"}), user_id=77))
-        return "signed in"
-
-    owner = app.test_client()
-    assert owner.get("/test-only/sign-in-as-other-store").status_code == 200
+    owner = store_user_client(create_app(settings), settings, "otherstore", 77)
     assert owner.get(f"/api/orders/{orders['reported']}?store={STORE_HASH}").status_code == 404
     assert owner.get(f"/api/orders/{orders['reported']}").status_code == 404
     status = owner.get("/api/status").get_json()

@@ -15,7 +15,7 @@ from bridge.config import ConfigError
 from bridge.storage.db import immediate
 from bridge.web import auth
 from bridge.web.app import create_app
-from tests.conftest import install_store
+from tests.conftest import install_store, store_user_client
 
 ADMIN_TOKEN = "admin-token-5f1c9e7a2b3d4c6e"
 SESSION_SECRET = "session-secret-8d7c6b5a4f3e2d1c"
@@ -341,17 +341,9 @@ def test_session_contents_of_the_wrong_shape_are_nobody(client):
 
 
 @pytest.fixture
-def store_user(app, client, settings):
-    """``client`` signed in as user 31 of the installed store app456."""
-    install_store(settings, "app456", user_id=31)
-
-    def sign_in_store():
-        auth.start_session(auth.Viewer(is_admin=False, stores=frozenset({"app456"}), user_id=31))
-        return "signed in"
-
-    app.add_url_rule("/test-store-sign-in", view_func=sign_in_store)
-    client.get("/test-store-sign-in")
-    return client
+def store_user(app, settings):
+    """A client signed in as user 31 of the installed store app456."""
+    return store_user_client(app, settings, "app456", 31)
 
 
 def test_a_store_scoped_session_sees_only_its_stores(store_user):

@@ -9,7 +9,7 @@ import pytest
 
 from bridge.web import chart
 from bridge.web.pages import relative
-from tests.conftest import BC_TOKEN, REFERSION_SECRET, STORE_HASH, WEBHOOK_SECRET, install_store, post_webhook, status_updated
+from tests.conftest import BC_TOKEN, REFERSION_SECRET, STORE_HASH, WEBHOOK_SECRET, post_webhook, status_updated, store_user_client
 from tests.fakes import load_fixture
 from tests.web import status_data
 
@@ -237,18 +237,8 @@ def test_the_chart_scales_to_a_round_top_and_says_what_it_shows():
 def test_a_store_owner_sees_nothing_of_another_store_on_the_pages(settings, orders, db):
     """An owner of one installed store opens the pages of another store's orders."""
     from bridge.web.app import create_app
-    from bridge.web.auth import Viewer, start_session
 
-    app = create_app(settings)
-    install_store(settings, "otherstore", user_id=77)
-
-    @app.get("/test-only/sign-in-as-other-store")
-    def sign_in_as_other_store():
-        start_session(Viewer(is_admin=False, stores=frozenset({"otherstore"}), user_id=77))
-        return "signed in"
-
-    owner = app.test_client()
-    owner.get("/test-only/sign-in-as-other-store")
+    owner = store_user_client(create_app(settings), settings, "otherstore", 77)
     page = owner.get("/")
     assert page.status_code == 200
     for order_id in orders.values():
