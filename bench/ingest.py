@@ -1,0 +1,69 @@
+"""Part 1, ingest: distinct valid webhooks at concurrency 16 against the bridge's web process and,
+in the same run, against bare gunicorn apps with the same worker class and counts."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+from bench.common import STORE_HASH, WEBHOOK_SECRET, Proc, bridge, bridge_env, free_port, listening, run_wrk, wait_until
+
+SCRIPT = Path(__file__).with_name("webhooks.lua")
+WORKERS = os.environ.get("WEB_CONCURRENCY", "2")
+THREADS = os.environ.get("WEB_THREADS", "64")
+
+
+def _gunicorn(app: str, port: int, workdir: Path, name: str) -> Proc:
+    command = [
+        sys.executable, "-m", "gunicorn", "-k", "bridge.serving.BridgeThreadWorker", "-w", WORKERS, "--threads", THREADS,
+        "--keep-alive", "5", "-b", f"127.0.0.1:{port}", app,
+    ]  # fmt: skip
+    env = {"BENCH_SQLITE_PATH": str(workdir / f"{name}.sqlite3"), "PYTHONPATH": str(Path(__file__).parent.parent)}
+    return Proc(command, env, workdir / f"{name}.log")
+
+
+def _stored(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def run(workdir: Path, *, seconds: float, connections: int = 16) -> dict:
+    """Each target under keep-alive off, then on; returns the figures and peak RSS per process."""
+    results: dict = {"rows": [], "rss": {}}
+    targets = [
+        ("bare gunicorn app (parse JSON)", "bench.bare_app:bare", None),
+        ("bare app + 1 SQLite insert, FULL", "bench.bare_app:bare_sqlite", None),
+        ("bridge (bridge web)", None, "bridge"),
+    ]
+    baseline: dict[bool, float] = {}
+    first_order = 1
+    for label, app, _ in targets:
+        port = free_port()
+        name = (app or "bridge").rsplit(":", 1)[-1]
+        if app:
+            proc = _gunicorn(app, port, workdir, name)
+        else:
+            env = bridge_env(workdir, bc_url="http://127.0.0.1:9", refersion_url="http://127.0.0.1:9", port=port)
+            proc = bridge(["web", "--port", str(port)], env, workdir / "bridge-web.log")
+        try:
+            wait_until(lambda port=port: listening(port), 30, what=f"{label} listening")
+            for keepalive in (False, True):
+                env = {"BENCH_STORE_HASH": STORE_HASH, "BENCH_TOKEN": WEBHOOK_SECRET, "BENCH_FIRST_ORDER": str(first_order)}
+                first_order += 10**9
+                figures = run_wrk(f"http://127.0.0.1:{port}/webhooks/bigcommerce", SCRIPT, seconds=seconds,
+                                  connections=connections, keepalive=keepalive, env=env)  # fmt: skip
+                if app == "bench.bare_app:bare":
+                    baseline[keepalive] = figures.requests_per_second
+                ratio = figures.requests_per_second / baseline[keepalive]
+                results["rows"].append([label, "on" if keepalive else "off", *figures.row, f"{ratio:.2f}"])
+            results["rss"][label] = proc.peak_rss()
+        finally:
+            proc.stop()
+        if app is None:
+            results["bridge_events_stored"] = _stored(workdir / "bridge.sqlite3", "events")
+    return results
+
+
+HEADERS = ["target", "keep-alive", "req/s", "p50 ms", "p99 ms", "errors", "× bare"]
