@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 RESUME_CHECK_SECONDS = 10.0
 CHORE_CHECK_SECONDS = 1.0  # how often an idle worker looks for a due chore (a claim takes the write lock)
 MAX_IDLE_WAIT = 1.0  # seconds: the loop never waits longer than this when idle
+# How often an idle worker looks whether another connection (a webhook's, a replay's) has
+# committed: ``PRAGMA data_version`` reads shared memory, so this costs little CPU and wakes
+# the worker within milliseconds of new work instead of a poll interval later.
+WAKE_CHECK_SECONDS = 0.01
 MAX_ERROR_WAIT = 5.0  # seconds: the longest wait after failures in a row; the worker resumes this soon once the fault clears
 
 
@@ -85,7 +89,7 @@ class Worker:
                     stop.wait(min(self.settings.worker.poll_interval * 2**failures, MAX_ERROR_WAIT))
                     continue
                 if not worked:
-                    stop.wait(min(self.settings.worker.poll_interval, MAX_IDLE_WAIT))
+                    self.wait_for_work(stop, min(self.settings.worker.poll_interval, MAX_IDLE_WAIT))
         finally:
             stop.set()
             heartbeat_stop.set()
@@ -104,6 +108,19 @@ class Worker:
             self._next_chore_check = self.ctx.clock() if ran else self.ctx.clock() + CHORE_CHECK_SECONDS
             worked = ran or worked
         return worked
+
+    def wait_for_work(self, stop: threading.Event, timeout: float) -> None:
+        """Wait until another connection commits (most likely new work), ``timeout`` passes
+        (work may fall due: a retry, a chore) or ``stop`` is set."""
+        version = self._data_version()
+        deadline = time.monotonic() + timeout
+        while not stop.is_set():
+            time.sleep(WAKE_CHECK_SECONDS)  # costs less CPU than Event.wait with a timeout
+            if time.monotonic() >= deadline or self._data_version() != version:
+                return
+
+    def _data_version(self) -> int:
+        return self.db.execute("PRAGMA data_version").fetchone()[0]
 
     def run_until_idle(self, limit: int = 10_000) -> int:
         """Work until nothing is due (for tests and one-off runs); returns rounds that worked."""
