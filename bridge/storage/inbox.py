@@ -84,56 +84,61 @@ UNINSTALLED_NOTE = "The app was uninstalled: its access token and users were del
 
 
 def record_event(db: Database, envelope: Envelope, body: str, *, known_store: bool, now: float, app_install: bool = False) -> int | None:
-    """Store a received event durably; returns its id, or None for a re-delivery.
+    """Store a received event durably, in a transaction of its own; returns its id, or None for a re-delivery."""
+    with immediate(db):
+        return insert_event(db, envelope, body, known_store=known_store, now=now, app_install=app_install)
+
+
+def insert_event(db: Database, envelope: Envelope, body: str, *, known_store: bool, now: float, app_install: bool = False) -> int | None:
+    """Store a received event (call in a transaction); returns its id, or None for a re-delivery.
 
     ``app_install``: the store is served as an app install, so a ``store/app/uninstalled``
     event uninstalls it, in the same transaction.
     """
     state, outcome, note = _initial_state(envelope, known_store, app_install)
-    with immediate(db):
-        uninstalls = envelope.scope == APP_UNINSTALLED and state == DONE
-        if uninstalls and _before_install(db, envelope):
-            # BigCommerce retries an undelivered event for two days: an uninstall that
-            # happened before the store installed the app again must not undo that install.
-            state, outcome, note = IGNORED, "stale_uninstall", "The store installed the app again after this uninstall."
-            uninstalls = False
-        inserted = rows(
-            db.execute(
-                """
-                INSERT INTO events (dedupe_key, store_hash, scope, hash, event_created_at, order_id, body,
-                                    received_at, state, due_at, outcome, note, finished_at)
-                VALUES (:key, :store, :scope, :hash, :created, :order, :body, :now, :state, :now, :outcome, :note, :finished)
-                ON CONFLICT (dedupe_key) DO NOTHING
-                RETURNING id
-                """,
-                {
-                    "key": envelope.dedupe_key,
-                    "store": envelope.store_hash,
-                    "scope": envelope.scope,
-                    "hash": envelope.content_hash,
-                    "created": envelope.created_at,
-                    "order": envelope.order_id,
-                    "body": body,
-                    "now": now,
-                    "state": state,
-                    "outcome": outcome,
-                    "note": note,
-                    "finished": None if state == PENDING else now,
-                },
-            )
+    uninstalls = envelope.scope == APP_UNINSTALLED and state == DONE
+    if uninstalls and _before_install(db, envelope):
+        # BigCommerce retries an undelivered event for two days: an uninstall that
+        # happened before the store installed the app again must not undo that install.
+        state, outcome, note = IGNORED, "stale_uninstall", "The store installed the app again after this uninstall."
+        uninstalls = False
+    inserted = rows(
+        db.execute(
+            """
+            INSERT INTO events (dedupe_key, store_hash, scope, hash, event_created_at, order_id, body,
+                                received_at, state, due_at, outcome, note, finished_at)
+            VALUES (:key, :store, :scope, :hash, :created, :order, :body, :now, :state, :now, :outcome, :note, :finished)
+            ON CONFLICT (dedupe_key) DO NOTHING
+            RETURNING id
+            """,
+            {
+                "key": envelope.dedupe_key,
+                "store": envelope.store_hash,
+                "scope": envelope.scope,
+                "hash": envelope.content_hash,
+                "created": envelope.created_at,
+                "order": envelope.order_id,
+                "body": body,
+                "now": now,
+                "state": state,
+                "outcome": outcome,
+                "note": note,
+                "finished": None if state == PENDING else now,
+            },
         )
-        if not inserted:
-            return None
-        if envelope.scope == CART_CONVERTED and known_store:
-            link_cart(
-                db, store_hash=envelope.store_hash, order_id=envelope.order_id, source="cart_converted", cart_id=envelope.cart_id, now=now
-            )
-        if uninstalls:
-            stores.uninstall(db, store_hash=envelope.store_hash, now=now)
-            log.info("Store %s uninstalled the app: its access token and users are deleted, its queued work held", envelope.store_hash)
-        elif outcome == "stale_uninstall":
-            log.info("Ignored an uninstall of store %s older than its latest install", envelope.store_hash)
-        return inserted[0]["id"]
+    )
+    if not inserted:
+        return None
+    if envelope.scope == CART_CONVERTED and known_store:
+        link_cart(
+            db, store_hash=envelope.store_hash, order_id=envelope.order_id, source="cart_converted", cart_id=envelope.cart_id, now=now
+        )
+    if uninstalls:
+        stores.uninstall(db, store_hash=envelope.store_hash, now=now)
+        log.info("Store %s uninstalled the app: its access token and users are deleted, its queued work held", envelope.store_hash)
+    elif outcome == "stale_uninstall":
+        log.info("Ignored an uninstall of store %s older than its latest install", envelope.store_hash)
+    return inserted[0]["id"]
 
 
 def _before_install(db: Database, envelope: Envelope) -> bool:

@@ -68,4 +68,5 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(settings_page.bp)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(Exception, _handle_unexpected)
+    app.wsgi_app = webhooks.FastIntake(app, app.wsgi_app)
     return app

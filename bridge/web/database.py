@@ -1,17 +1,22 @@
-"""The database connection of one web request, opened on first use."""
+"""The web's database access: one connection per request, opened on first use, and the
+process's group-commit writer that stores webhook events."""
 
 from __future__ import annotations
 
-from flask import current_app, g
+import threading
+
+from flask import Flask, current_app, g
 from sqlite_utils import Database
 
 from bridge.storage import db as database
+from bridge.storage.group_commit import GroupCommit
 
 # A request stuck behind a lock answers 503 (BigCommerce retries) after this long. BigCommerce
 # publishes no receiver timeout and asks for an answer "immediately"; common senders cut at 5 s.
 # Normal lock waits are milliseconds (every transaction is short), so a longer wait means a stuck
 # writer, and an answered 503 (retried in 60 s) beats a hung connection holding a web thread.
 REQUEST_BUSY_TIMEOUT = 3.0
+_intake_lock = threading.Lock()
 
 
 def get_db() -> Database:
@@ -25,3 +30,15 @@ def close_db(exception: BaseException | None = None) -> None:
     db = g.pop("db", None)
     if db is not None:
         db.close()
+
+
+def intake(app: Flask) -> GroupCommit:
+    """The app's group-commit writer for webhook events (made on first use, so after gunicorn's fork)."""
+    writer = app.extensions.get("bridge_intake")
+    if writer is None:
+        with _intake_lock:
+            writer = app.extensions.get("bridge_intake")
+            if writer is None:
+                path = app.config["BRIDGE_SETTINGS"].database.path
+                writer = app.extensions["bridge_intake"] = GroupCommit(path, busy_timeout=REQUEST_BUSY_TIMEOUT)
+    return writer

@@ -1,0 +1,133 @@
+"""Group commit: many threads' small writes made durable by one transaction and one fsync.
+
+A webhook is acknowledged only once its event is on disk (``synchronous=FULL``), and a
+commit costs an fsync. One writer thread per process, with one connection kept open,
+takes every write queued while it was committing the previous batch and runs them
+together: each in a savepoint of its own (one failing write does not undo the others),
+then one COMMIT for all. Each caller gets its own result back only after that commit,
+so nothing is acknowledged before it is durable, and a failed commit fails every write
+of the batch (none of them is stored, and every caller is told so).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from sqlite_utils import Database
+
+from bridge.storage import db as database
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_BATCH = 256  # writes per transaction at most: a batch's slowest write delays all of them
+IDLE_SECONDS = 5.0  # an idle writer closes its connection and ends; the next write starts another
+
+
+class WriteTimeout(Exception):
+    """The write was not committed in time: it may still be, later (the caller must not assume either)."""
+
+
+class _Write(Generic[T]):
+    __slots__ = ("done", "error", "result", "work")
+
+    def __init__(self, work: Callable[[Database], T]):
+        self.work = work
+        self.done = threading.Event()
+        self.result: T | None = None
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    """A writer thread with its own connection to ``path``; ``run(work)`` from any thread.
+
+    The thread starts with the first write and ends after IDLE_SECONDS without one, so a
+    process (or a test) that stops writing holds no thread and no open file.
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout: float):
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self._queue: queue.SimpleQueue[_Write] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._running = False
+
+    def run(self, work: Callable[[Database], T], *, timeout: float) -> T:
+        """Run ``work(db)`` inside a write transaction; returns its result once committed.
+
+        Raises what ``work`` raised (its writes undone), the database's error when the commit
+        failed, or ``WriteTimeout`` when nothing was settled within ``timeout`` seconds.
+        """
+        write = _Write(work)
+        with self._lock:
+            self._queue.put(write)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._serve, name="group-commit", daemon=True).start()
+        if not write.done.wait(timeout):
+            raise WriteTimeout(f"the write was not committed within {timeout:.1f} s")
+        if write.error is not None:
+            raise write.error
+        return write.result  # type: ignore[return-value]
+
+    def _next(self) -> _Write | None:
+        """The next write, or None when none came for IDLE_SECONDS (the thread then ends)."""
+        try:
+            return self._queue.get(timeout=IDLE_SECONDS)
+        except queue.Empty:
+            with self._lock:
+                if self._queue.empty():
+                    self._running = False
+                    return None
+            return self._queue.get()
+
+    def _serve(self) -> None:
+        db: Database | None = None
+        while (first := self._next()) is not None:
+            batch = [first]
+            while len(batch) < MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                if db is None:
+                    db = database.connect(self._path, migrate=False, busy_timeout=self._busy_timeout)
+                self._commit(db, batch)
+            except BaseException as error:  # the connection or the commit failed: no write of the batch is stored
+                log.warning("A group commit of %d write(s) failed: %s", len(batch), error)
+                for write in batch:
+                    if write.error is None:
+                        write.error = error
+                if db is not None:
+                    db.close()
+                    db = None  # a new connection for the next batch (the file may have been replaced or repaired)
+            finally:
+                for write in batch:
+                    write.done.set()
+        if db is not None:
+            db.close()
+
+    @staticmethod
+    def _commit(db: Database, batch: list[_Write]) -> None:
+        conn = db.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for write in batch:
+                conn.execute("SAVEPOINT write")
+                try:
+                    write.result = write.work(db)
+                except Exception as error:
+                    conn.execute("ROLLBACK TO write")
+                    write.error = error
+                conn.execute("RELEASE write")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
