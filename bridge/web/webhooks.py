@@ -25,6 +25,7 @@ from bridge.schemas import Lenient
 from bridge.storage.group_commit import WriteTimeout
 from bridge.storage.inbox import HANDLED_SCOPES, Envelope, insert_event
 from bridge.storage.stores import APP, Store
+from bridge.web.auth import content_security_policy
 from bridge.web.database import REQUEST_BUSY_TIMEOUT, intake
 from bridge.web.webhook_schemas import MAX_ID, load_data
 
@@ -290,6 +291,13 @@ class FastIntake:
     def __init__(self, app: Flask, wsgi_app):
         self.app = app
         self.wsgi_app = wsgi_app
+        # The headers every answer of the bridge carries (auth.security_headers), worked out once.
+        self.headers = [
+            ("Content-Security-Policy", content_security_policy(app.config["BRIDGE_SETTINGS"])),
+            ("Referrer-Policy", "same-origin"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Cache-Control", "no-store"),
+        ]
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") != "/webhooks/bigcommerce" or environ.get("REQUEST_METHOD") != "POST":
@@ -308,7 +316,7 @@ class FastIntake:
         try:
             body = environ["wsgi.input"].read(int(length))
         except Exception:  # the server's reader raises its own errors when a client stalls or hangs up mid-body
-            return _wsgi_error(start_response, "400 BAD REQUEST", "The body did not arrive whole (the connection stalled or closed).")
+            return self._error(start_response, "400 BAD REQUEST", "The body did not arrive whole (the connection stalled or closed).")
         envelope = _fast_envelope(body) if len(body) == int(length) else None
         if envelope is None:
             environ["wsgi.input"] = io.BytesIO(body)  # the view reads the same bytes and says what is wrong
@@ -316,20 +324,19 @@ class FastIntake:
         try:
             stored = _store(self.app, envelope, body, token, signed=False)
         except StoreUnavailable:
-            return _wsgi_error(start_response, "503 SERVICE UNAVAILABLE", UNAVAILABLE)
+            return self._error(start_response, "503 SERVICE UNAVAILABLE", UNAVAILABLE)
         if stored is None:
             environ["wsgi.input"] = io.BytesIO(body)
             return self.wsgi_app(environ, start_response)
         _log_received(*stored, envelope)
-        start_response("200 OK", [("Content-Length", "0")])
+        start_response("200 OK", [("Content-Length", "0"), *self.headers])
         return [b""]
 
-
-def _wsgi_error(start_response, status: str, message: str) -> list[bytes]:
-    """The JSON error answer the Flask view would give, from the WSGI layer."""
-    payload = json.dumps({"error": message}).encode()
-    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload)))])
-    return [payload]
+    def _error(self, start_response, status: str, message: str) -> list[bytes]:
+        """The JSON error answer the Flask view would give."""
+        payload = json.dumps({"error": message}).encode()
+        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(payload))), *self.headers])
+        return [payload]
 
 
 def _fast_envelope(body: bytes) -> Envelope | None:
