@@ -663,6 +663,19 @@ class BigCommerceClient:
     def fetch_order_coupons(self, order_id: int) -> list[dict]:
         return self._get_list(f"orders/{order_id}/coupons", f"the coupons of order {order_id}", OrderCouponSchema())
 
+    # --- Refunds (V3 ``payment_actions/refunds``) -------------------------------------------
+
+    def fetch_order_refunds(self, order_id: int) -> list[dict]:
+        """Every refund of the order, oldest first (``GET /v3/orders/{id}/payment_actions/refunds``); [] for a 204."""
+        what = f"the refunds of order {order_id}"
+        data, _ = self._v3_data("GET", f"orders/{int(order_id)}/payment_actions/refunds", what)
+        if data is None:
+            return []
+        if not isinstance(data, list):
+            raise BigCommerceError(f"BigCommerce sent {what} that is not a list", failure=Failure.BAD_RESPONSE)
+        refunds = self._load(RefundSchema(), data, what, many=True)
+        return sorted(refunds, key=lambda refund: refund["id"])
+
 
 # --- The OAuth token exchange (app installs) ----------------------------------------------
 
@@ -776,3 +789,38 @@ def _hide(text: str, secrets: tuple[str, ...]) -> str:
         if secret:
             text = text.replace(secret, "…")
     return text
+
+
+# --- Refund schemas (``fetch_order_refunds``) ------------------------------------------------
+
+
+class RefundItemSchema(Lenient):
+    """One item of a refund: what was returned (``item_type``), of which line (``item_id``), how many."""
+
+    item_type = Text()
+    item_id = Count(default=None)  # an order-product id for PRODUCT items
+    quantity = Count()
+    requested_amount = Money()
+    reason = Text()
+
+    @post_load
+    def upper_type(self, data, **kwargs):
+        data["item_type"] = data["item_type"].upper()
+        return data
+
+
+class RefundSchema(Lenient):
+    """One V3 refund of an order (reference/bigcommerce.md 2.6)."""
+
+    id = fields.Integer(required=True, strict=True)
+    order_id = Count(default=None)
+    created = Text()
+    reason = Text()
+    total_amount = Money()
+    total_tax = Money()
+    items = fields.List(fields.Nested(RefundItemSchema), load_default=list, allow_none=True)
+
+    @post_load
+    def no_null_items(self, data, **kwargs):
+        data["items"] = data["items"] or []
+        return data

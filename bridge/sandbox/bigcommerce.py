@@ -112,6 +112,7 @@ class Store:
     coupons: dict[int, list[dict]] = field(default_factory=dict)
     previous_status: dict[int, int] = field(default_factory=dict)
     hooks: dict[int, dict] = field(default_factory=dict)
+    refunds: dict[int, list[dict]] = field(default_factory=dict)  # per order, oldest first
     window_start: float = 0.0
     used: int = 0
 
@@ -664,6 +665,8 @@ class SandboxBigCommerce(LocalServer):
             return self._orders(request, store, rest[1:])
         if version == "v3" and rest[0] == "hooks":
             return self._hooks(request, store, token, rest[1:])
+        if version == "v3" and rest[0] == "orders":
+            return self._refunds(request, store, rest[1:])
         return _error(404, "The requested resource was not found.")
 
     def _store_info(self, store: Store) -> dict:
@@ -896,6 +899,105 @@ class SandboxBigCommerce(LocalServer):
         store.hooks[hook["id"]] = hook
         return json_response({"data": hook, "meta": {}})
 
+    # --- V3 refunds (reference/bigcommerce.md 2.6) ---------------------------------------------
+
+    def refund(
+        self,
+        order_id: int,
+        items: list[tuple[int, int]] = (),
+        *,
+        shipping: Any = "0",
+        amount: Any = None,
+        reason: str = "Sandbox refund",
+        store_hash: str | None = None,
+    ) -> dict:
+        """Refund an order as the control panel does; returns the refund (a copy).
+
+        ``items``: ``(order_product_id, quantity)`` pairs, refunded at the line's unit price;
+        ``shipping``: an amount of shipping; ``amount``: an amount of the order with no item
+        (item type ORDER). The order then becomes Refunded (4, payment ``refunded``) once the
+        refunds reach its total, else Partially Refunded (14, ``partially refunded``).
+        """
+        with self._lock:
+            store = self._store(store_hash)
+            order = store.orders[order_id]
+            lines = {line["id"]: line for line in store.products[order_id]}
+            refund_items, total = [], Decimal(0)
+            for line_id, quantity in items:
+                line = lines[line_id]
+                value = Decimal(line["price_inc_tax"]) * quantity
+                line["quantity_refunded"] += quantity
+                line["refund_amount"] = money(Decimal(line["refund_amount"]) + value)
+                line["is_refunded"] = line["quantity_refunded"] >= line["quantity"]
+                refund_items.append({"item_type": "PRODUCT", "item_id": line_id, "quantity": quantity, "requested_amount": float(value)})
+                total += value
+            if Decimal(str(shipping)):
+                refund_items.append(
+                    {"item_type": "SHIPPING", "item_id": 150, "quantity": None, "requested_amount": float(Decimal(str(shipping)))}
+                )
+                total += Decimal(str(shipping))
+            if amount is not None:
+                refund_items.append(
+                    {"item_type": "ORDER", "item_id": order_id, "quantity": None, "requested_amount": float(Decimal(str(amount)))}
+                )
+                total += Decimal(str(amount))
+            refund_id = 1 + max((r["id"] for refunds in store.refunds.values() for r in refunds), default=0)
+            refund = {
+                "id": refund_id,
+                "order_id": order_id,
+                "user_id": 0,
+                "created": datetime.fromtimestamp(int(self.clock()), UTC).isoformat(),
+                "reason": reason,
+                "total_amount": float(total),
+                "total_tax": 0,
+                "uses_merchant_override_values": False,
+                "items": [{**item, "reason": reason, "adjustments": []} for item in refund_items],
+                "payments": [
+                    {"id": refund_id, "provider_id": "testgateway", "amount": float(total), "offline": False, "is_declined": False,
+                     "declined_message": "", "transaction_id": refund_id}
+                ],
+            }  # fmt: skip
+            store.refunds.setdefault(order_id, []).append(refund)
+            refunded = Decimal(order["refunded_amount"]) + total
+            full = refunded >= Decimal(order["total_inc_tax"])
+        self.update_order(
+            order_id,
+            store_hash=store.hash,
+            status_id=4 if full else 14,
+            payment_status="refunded" if full else "partially refunded",
+            refunded_amount=money(refunded),
+        )
+        return copy.deepcopy(refund)
+
+    def order_products(self, order_id: int, *, store_hash: str | None = None) -> list[dict]:
+        """The order's product lines (copies), as ``GET /v2/orders/{id}/products`` serves them."""
+        with self._lock:
+            return copy.deepcopy(self._store(store_hash).products.get(order_id, []))
+
+    def refunds(self, order_id: int, *, store_hash: str | None = None) -> list[dict]:
+        with self._lock:
+            return copy.deepcopy(self._store(store_hash).refunds.get(order_id, []))
+
+    def _refunds(self, request: Request, store: Store, rest: list[str]) -> Response:
+        """``GET /v3/orders/{id}/payment_actions/refunds`` and ``GET /v3/orders/payment_actions/refunds/{refund_id}``."""
+        if request.method != "GET":
+            return _error(405, "Method not allowed")
+        with self._lock:
+            if len(rest) == 3 and rest[1:] == ["payment_actions", "refunds"] and rest[0].isdigit():
+                if int(rest[0]) not in store.orders:
+                    return _error(404, "The requested resource was not found.")
+                found = copy.deepcopy(store.refunds.get(int(rest[0]), []))
+                if not found:
+                    return empty_response(204)
+                pagination = {"total": len(found), "count": len(found), "per_page": 50, "current_page": 1, "total_pages": 1}
+                return json_response({"data": found, "meta": {"pagination": pagination}})
+            if len(rest) == 3 and rest[:2] == ["payment_actions", "refunds"] and rest[2].isdigit():
+                for refunds in store.refunds.values():
+                    for refund in refunds:
+                        if refund["id"] == int(rest[2]):
+                            return json_response({"data": copy.deepcopy(refund), "meta": {}})
+        return _error(404, "The requested resource was not found.")
+
 
 def _page(items: list, page: int, limit: int) -> Response:
     chunk = items[(page - 1) * limit : page * limit]
@@ -918,7 +1020,7 @@ def _needed_scope(method: str, version: str, rest: list[str]) -> str | None:
     """The OAuth scope a request needs (the read-only one for reads)."""
     read = method in ("GET", "HEAD")
     head = rest[0] if rest else ""
-    if version == "v2" and head == "orders":
+    if head == "orders":
         return ORDERS_READ if read else ORDERS_MODIFY
     if version == "v2" and head in ("store", "time"):
         return INFO_READ if read else INFO_MODIFY
