@@ -341,3 +341,9 @@ def m008_incidents(db: Database) -> None:
         """
     )
     db.execute("CREATE UNIQUE INDEX incidents_open ON incidents (store_hash, kind) WHERE cleared_at IS NULL")
+
+
+@migrations()
+def m009_delivery_notes(db: Database) -> None:
+    """A sentence on a delivery that was recorded but not sent (a refund of shipping only, an order never reported)."""
+    db.execute("ALTER TABLE deliveries ADD COLUMN note TEXT")

@@ -117,3 +117,43 @@ def waited(row: dict, now: float) -> bool:
 def replay(db: Database, *, store_hash: str | None = None, order_id: int | None = None, now: float) -> list[dict]:
     """Queue dead deliveries again, with fresh attempts (call in a transaction); returns them."""
     return deliveries.requeue_dead(db, now=now, store_hash=store_hash, order_id=order_id, updated_at=now)
+
+
+# --- Cancellations (one per refund, see worker/cancel.py) ----------------------------------
+
+
+def record_unsent(
+    db: Database,
+    *,
+    key: str,
+    kind: str,
+    store_hash: str,
+    order_id: int,
+    payload: str,
+    meta: str | None,
+    outcome: str,
+    note: str,
+    now: float,
+) -> bool:
+    """Record a delivery that is not to be sent (settled ``skipped``, with why in a sentence), unless
+    its key exists; True when recorded now. The story then says what happened and why nothing went."""
+    inserted = rows(
+        db.execute(
+            """
+            INSERT INTO deliveries (key, kind, store_hash, order_id, payload, meta, state, outcome, note,
+                                    due_at, created_at, updated_at, done_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (key) DO NOTHING
+            RETURNING id
+            """,
+            [key, kind, store_hash, order_id, payload, meta, SKIPPED, outcome, note, now, now, now, now],
+        )
+    )
+    return bool(inserted)
+
+
+def of_order(db: Database, *, store_hash: str, order_id: int, kind: str) -> list[dict]:
+    """An order's deliveries of one kind, oldest first."""
+    return rows(
+        db.execute("SELECT * FROM deliveries WHERE store_hash = ? AND order_id = ? AND kind = ? ORDER BY id", [store_hash, order_id, kind])
+    )
