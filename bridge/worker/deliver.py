@@ -19,6 +19,7 @@ from bridge.storage import outbox
 from bridge.storage.db import immediate
 from bridge.storage.queue import DEAD, PENDING
 from bridge.storage.stores import REFERSION, Store
+from bridge.worker import cancel
 from bridge.worker.context import Context
 from bridge.worker.evaluate import record
 
@@ -41,6 +42,7 @@ def send_alert(ctx: Context, store: Store | None, row: dict) -> Reply:
 
 # One sender per kind; cancellations and coupon pushes join here with their features.
 SENDERS: dict[str, Callable[[Context, Store, dict], Reply]] = {outbox.PAID: send_paid, outbox.ALERT: send_alert}
+SENDERS[outbox.CANCEL] = cancel.send_cancel
 # Kinds that go to neither Refersion nor BigCommerce: sent whatever the store's credentials.
 STORELESS = (outbox.ALERT,)
 
@@ -67,7 +69,7 @@ def handle_next(ctx: Context) -> bool:
             )
         log.warning("Holding %s: %s", what, reason)
         return True
-    if row["kind"] == outbox.PAID and store.policy(ctx.policy).dry_run:
+    if row["kind"] in (outbox.PAID, outbox.CANCEL) and store.policy(ctx.policy).dry_run:
         # Dry run turned on after the report was queued: the point is to send nothing now.
         now = ctx.clock()
         with immediate(ctx.db):
@@ -75,6 +77,8 @@ def handle_next(ctx: Context) -> bool:
                 ctx.db, [row["id"]], owner=ctx.owner, state=outbox.DRY_RUN, outcome="dry_run", updated_at=now, done_at=now
             )
         log.info("Dry run: %s recorded, not sent", what)
+        return True
+    if row["kind"] == outbox.CANCEL and cancel.settled_unsent(ctx, store, row):
         return True
     if needs_store and store.refersion is None:
         reason = NO_KEYS
