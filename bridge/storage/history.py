@@ -19,6 +19,7 @@ import math
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlite_utils import Database
 
@@ -50,7 +51,9 @@ WITH heard AS (
 SELECT heard.*, o.verdict, o.reasons, o.evaluated_at, o.cart_id_source, o.note AS cart_note,
        d.kind, d.state AS delivery_state, d.attempts, d.last_status, d.last_error, d.response, d.due_at,
        d.updated_at AS delivery_updated_at, d.done_at, d.created_at AS queued_at,
-       (SELECT reason FROM pauses p WHERE p.store_hash = heard.store_hash ORDER BY p.service DESC LIMIT 1) AS pause_reason
+       (SELECT reason FROM pauses p WHERE p.store_hash = heard.store_hash ORDER BY p.service DESC LIMIT 1) AS pause_reason,
+       (SELECT max(CASE WHEN json_extract(c.meta, '$.full') THEN 2 ELSE 1 END) FROM deliveries c
+        WHERE c.store_hash = heard.store_hash AND c.order_id = heard.order_id AND c.kind = 'cancel' AND c.state = 'done') AS cancelled
 FROM heard
 LEFT JOIN orders o ON o.store_hash = heard.store_hash AND o.order_id = heard.order_id
 LEFT JOIN deliveries d ON d.key = 'paid:' || heard.store_hash || ':' || heard.order_id
@@ -75,7 +78,7 @@ def _summary(row: dict) -> dict:
     at = max(filter(None, (row["last_event_at"], row["evaluated_at"], row["delivery_updated_at"])))
     if state == outbox.DONE:
         decision = REPORTED
-        reason = {"code": "reported", "text": f"Reported to Refersion (HTTP {row['last_status']})."}
+        reason = {"code": "reported", "text": f"Reported to Refersion (HTTP {row['last_status']}).{CANCELLED_WORDS[row['cancelled']]}"}
     elif state == outbox.DRY_RUN:
         decision, reason = DRY_RUN, {"code": "dry_run", "text": "Eligible, but evaluated in dry-run mode: nothing was sent."}
     elif state == DEAD:
@@ -358,6 +361,7 @@ def order_story(db: Database, *, store_hash: str, order_id: int) -> dict | None:
         "deliveries": [_delivery(row) for row in deliveries],
         "cart_id_source": order["cart_id_source"],
         "note": order["cart_note"],
+        "cancellations": [_cancellation(row) for row in deliveries if row["kind"] == outbox.CANCEL],
     }
 
 
@@ -374,6 +378,47 @@ def _delivery(row: dict) -> dict:
     if row["state"] == outbox.DRY_RUN:
         shown["would_have_sent"] = row["payload"]  # dry run made visible: the exact JSON body, as text
     return shown
+
+
+# --- Refunds and cancellations in the order's story -------------------------------------------
+
+CANCELLED_WORDS = {None: "", 1: " Cancelled in part in Refersion since.", 2: " Cancelled in full in Refersion since."}
+
+
+def _cancellation(row: dict) -> dict:
+    """One cancellation: which refund (or ``order``), its items, and what became of it, in plain words."""
+    try:
+        meta = json.loads(row["meta"] or "{}", parse_float=Decimal)
+    except ValueError:
+        meta = {}
+    items = [{"sku": line["sku"], "price": str(line["price"]), "quantity": line["quantity"]} for line in meta.get("lines") or []]
+    refund = meta.get("refund_id")
+    what = f"refund {refund}" if refund != "order" else "the order's refund in full or cancellation"
+    listed = ", ".join(f"{item['quantity']} × {item['sku']}" for item in items)
+    if row["state"] == outbox.DONE:
+        text = f"Refersion cancelled {listed} for {what} (HTTP {row['last_status']})."
+    elif row["state"] == DEAD:
+        text = f"Refersion refused the cancellation of {listed} for {what}: {row['last_error']}."
+    elif row["state"] == outbox.DRY_RUN:
+        text = f"Dry run: {listed} would have been cancelled for {what}; nothing was sent."
+    elif row["state"] == outbox.SKIPPED:
+        text = row["note"] or f"Not sent ({row['outcome']})."
+    elif row["attempts"]:
+        text = f"Cancelling {listed} for {what}: Refersion did not take it yet ({row['last_error']}); tried again at {iso(row['due_at'])}."
+    else:
+        text = f"Cancelling {listed} for {what}: queued" + (f" ({row['last_error']})." if row["last_error"] else ".")
+    return {
+        "refund_id": refund,
+        "items": items,
+        "state": row["state"],
+        "attempts": row["attempts"],
+        "last_status": row["last_status"],
+        "last_answer": row["response"] if row["response"] is not None else row["last_error"],
+        "next_attempt_at": iso(row["due_at"]) if row["state"] == PENDING else None,
+        "outcome": row["outcome"],
+        "reason": row["note"] if row["state"] == outbox.SKIPPED else None,
+        "text": text,
+    }
 
 
 # The facts behind ``GET /metrics``, per store.
