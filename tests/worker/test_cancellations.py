@@ -356,3 +356,11 @@ def test_the_api_the_page_and_the_cli_show_the_cancellations(client, worker, big
     clean = {key: None for key in os.environ if key.startswith("BRIDGE_")}
     result = CliRunner().invoke(cli, ["orders", "why", str(order_id)], env={**clean, **environ})
     assert "Refersion cancelled 2 × SKU-A for refund" in result.output
+
+
+def test_a_stale_cancelled_status_does_not_cancel_an_order_that_is_live_again(client, worker, bigcommerce, refersion, db):
+    order_id = report(client, worker, bigcommerce)
+    status_hook(client, bigcommerce, order_id, new_status_id=5, previous_status_id=11)  # cancelled by mistake, then restored
+    worker.run_until_idle()
+    assert refersion.calls(CANCEL_PATH) == [] and story(db, order_id)["cancellations"] == []
+    assert events(db, "store/order/statusUpdated")[-1]["outcome"] == "already_handled"
