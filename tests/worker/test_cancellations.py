@@ -12,10 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from bridge.cli import cli
-from bridge.web.app import create_app
-
 from bridge.storage import history, outbox
 from bridge.storage.db import immediate
+from bridge.web.app import create_app
 from tests.conftest import STORE_HASH, post_webhook, status_updated
 
 ADMIN_TOKEN = "adm-7f3c9b2e4d1a8f6c5b0e9d2a41c7"
