@@ -407,18 +407,9 @@ def _cancellation(row: dict) -> dict:
         text = f"Cancelling {listed} for {what}: Refersion did not take it yet ({row['last_error']}); tried again at {iso(row['due_at'])}."
     else:
         text = f"Cancelling {listed} for {what}: queued" + (f" ({row['last_error']})." if row["last_error"] else ".")
-    return {
-        "refund_id": refund,
-        "items": items,
-        "state": row["state"],
-        "attempts": row["attempts"],
-        "last_status": row["last_status"],
-        "last_answer": row["response"] if row["response"] is not None else row["last_error"],
-        "next_attempt_at": iso(row["due_at"]) if row["state"] == PENDING else None,
-        "outcome": row["outcome"],
-        "reason": row["note"] if row["state"] == outbox.SKIPPED else None,
-        "text": text,
-    }
+    shown = {key: value for key, value in _delivery(row).items() if key != "kind"}  # state, attempts, answer…
+    reason = row["note"] if row["state"] == outbox.SKIPPED else None
+    return {"refund_id": refund, "items": items, **shown, "reason": reason, "text": text}
 
 
 # The facts behind ``GET /metrics``, per store.
