@@ -70,12 +70,16 @@ class TriggerSchema(Lenient):
         return data
 
 
-def _signature_valid(secret: str, body: bytes, signature: str | None) -> bool:
-    """``signature`` is base64(HMAC-SHA256(secret, body)), compared in constant time."""
-    if not signature:
+def signature(secret: str, body: bytes) -> str:
+    """Refersion's ``Refersion-Signature`` of ``body``: base64(HMAC-SHA256(secret, raw body))."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode("ascii")
+
+
+def _signature_valid(secret: str, body: bytes, sent: str | None) -> bool:
+    """``sent`` is the body's signature, compared in constant time."""
+    if not sent:
         return False
-    expected = base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest())
-    return hmac.compare_digest(signature.strip().encode("ascii", "replace"), expected)
+    return hmac.compare_digest(sent.strip().encode("ascii", "replace"), signature(secret, body).encode("ascii"))
 
 
 def _chosen_store() -> Store | Response:

@@ -17,6 +17,7 @@ TOPIC = "NEW_CONVERSION_TRIGGER"
 
 
 def sign(body: bytes, secret: str = HOOK_SECRET) -> str:
+    """Refersion's documented signature, computed here independently of the bridge's code."""
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
