@@ -188,3 +188,10 @@ def test_neither_the_secret_nor_the_signature_reaches_the_log(hook_client, caplo
     text = caplog.text
     assert "CODE100" in text  # the request was logged
     assert HOOK_SECRET not in text and sign(body) not in text
+
+
+def test_a_replayed_body_of_another_topic_is_stored_once(hook_client, db):
+    body = json.dumps({"id": 77, "status": "APPROVED"}).encode()
+    for _ in range(2):
+        assert post(hook_client, body, topic="APPROVED_CONVERSION").status_code == 200
+    assert len(stored(db)) == 1

@@ -14,7 +14,7 @@ from bridge.storage import history, outbox, pauses
 from bridge.storage.db import immediate
 from bridge.storage.refersion_events import TERMINAL, coupon_payload
 from bridge.web.app import create_app
-from tests.conftest import STORE_HASH, queue_delivery
+from tests.conftest import STORE_HASH, install_store, queue_delivery
 from tests.web.test_pages import ADMIN_TOKEN, SESSION_SECRET, sign_in
 from tests.web.test_refersion_hooks import HOOK_SECRET, post, trigger
 
@@ -228,3 +228,38 @@ def test_the_example_s_legacy_coupon_template_loads(environ):
     env = {**environ, "BRIDGE_COUPONS_API": "coupons", **template_env}
     template = load_settings(None, environ=env).coupons
     assert (template.amount, template.min_purchase, template.expires_after_days, template.applies_to) == (10, 25, 90, (18, 23))
+
+
+def test_a_store_without_a_refersion_key_pair_still_gets_its_codes(make_settings, make_worker, bigcommerce, db, clock):
+    settings = make_settings(
+        bigcommerce_store_hash=None,
+        bigcommerce_access_token=None,
+        refersion_public_key=None,
+        refersion_secret_key=None,
+        bigcommerce_client_id="app-client-0123456789",
+        bigcommerce_client_secret="app-client-secret-0123456789",
+        coupons_promotion_id="1",
+    )
+    install_store(settings, "keyless1", access_token="keyless-token-0123456789")
+    bigcommerce.add_store("keyless1", "keyless-token-0123456789")
+    assert bigcommerce.add_promotion(store_hash="keyless1") == 1
+    queue_code(db, "NOKEYS1", clock.now, store_hash="keyless1")
+    make_worker(settings).run_until_idle()
+
+    assert bigcommerce.coupon_code("NOKEYS1", store_hash="keyless1") is not None
+    assert pushed(db)[0]["state"] == "pushed"
+    assert pauses.pauses(db) == []  # no Refersion pause for a push that never needed its keys
+
+
+def test_a_bigcommerce_429_holds_the_store_and_burns_no_attempt(coupon_worker, bigcommerce, db, clock):
+    bigcommerce.fail_next(429, headers={"X-Rate-Limit-Time-Reset-Ms": "5000"}, path=r"/codes$")
+    queue_code(db, "BUSY10", clock.now)
+    coupon_worker.deliver_next()
+
+    row = next(db.query("SELECT * FROM deliveries WHERE kind = 'coupon'"))
+    assert (row["state"], row["attempts"]) == ("pending", 0)
+    assert row["due_at"] - clock.now == pytest.approx(5.0)
+    assert [hold["service"] for hold in pauses.holds(db, now=clock.now)] == ["bigcommerce"]
+    clock.advance(5.1)
+    coupon_worker.run_until_idle()
+    assert pushed(db)[0]["state"] == "pushed"
