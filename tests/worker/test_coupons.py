@@ -10,7 +10,7 @@ import pytest
 
 from bridge.config import ConfigError, load_settings
 from bridge.core.coupons import code_problem
-from bridge.storage import history, outbox, pauses
+from bridge.storage import history, incidents, outbox, pauses
 from bridge.storage.db import immediate
 from bridge.storage.refersion_events import TERMINAL, coupon_payload
 from bridge.web.app import create_app
@@ -263,3 +263,11 @@ def test_a_bigcommerce_429_holds_the_store_and_burns_no_attempt(coupon_worker, b
     clock.advance(5.1)
     coupon_worker.run_until_idle()
     assert pushed(db)[0]["state"] == "pushed"
+
+
+def test_a_refused_code_raises_no_alert_about_reports_to_refersion(coupon_worker, bigcommerce, db, clock):
+    bigcommerce.refuse_coupon_codes("The promotion has ended.")
+    queue_code(db, "LATE11", clock.now)
+    coupon_worker.run_until_idle()
+    assert pushed(db)[0]["state"] == "failed"
+    assert incidents.dead_counts(db, STORE_HASH) == (0, 0)  # the status page lists it; no report failed
