@@ -465,3 +465,78 @@ def delivery_latencies(db: Database, *, since: float) -> dict[str, list[float]]:
     ):
         latencies.setdefault(store_hash, []).append(max(0.0, seconds))
     return latencies
+
+
+# Coupon codes pushed to BigCommerce (``bridge coupons list``, the status page, ``/api/status``).
+
+COUPON_STATES = ("pushed", "already existed", "waiting", "retrying", "paused", "failed")
+
+
+def coupon_pushes(db: Database, *, stores: Iterable[str] | None = None, key: str | None = None, limit: int = 50) -> list[dict]:
+    """The newest coupon pushes (of ``stores``, or the one delivery ``key``), each with its state in words and the reason.
+
+    ``state``: ``pushed`` (created in BigCommerce), ``already existed`` (done: BigCommerce had
+    it), ``waiting``, ``retrying``, ``paused`` (the store's BigCommerce credentials were
+    refused) or ``failed`` (refused for good: ``reason`` is BigCommerce's answer).
+    """
+    visible = None if stores is None else list(stores)
+    where, params = "d.kind = ?", [outbox.COUPON]
+    if visible is not None:
+        where += f" AND d.store_hash IN ({', '.join('?' for _ in visible)})"
+        params += visible
+    if key is not None:
+        where += " AND d.key = ?"
+        params.append(key)
+    found = rows(
+        db.execute(
+            f"""
+            SELECT d.*, (SELECT reason FROM pauses p WHERE p.store_hash = d.store_hash AND p.service = 'bigcommerce') AS pause_reason
+            FROM deliveries d WHERE {where} ORDER BY d.updated_at DESC, d.id DESC LIMIT ?
+            """,
+            [*params, limit],
+        )
+    )
+    return [_coupon_push(row) for row in found]
+
+
+def _coupon_push(row: dict) -> dict:
+    asked = _json_object(row["payload"])
+    answer = _json_object(row["response"]) if row["state"] == outbox.DONE else {}
+    if row["state"] == outbox.DONE:
+        state = "pushed" if answer.get("created", True) else "already existed"
+    elif row["state"] == DEAD:
+        state = "failed"
+    elif row["pause_reason"]:
+        state = "paused"
+    elif row["attempts"]:
+        state = "retrying"
+    else:
+        state = "waiting"
+    reason = None
+    if state == "failed":
+        reason = row["last_error"] or row["response"]  # "BigCommerce answered HTTP 422: <its reason>"
+    elif state == "paused":
+        reason = row["pause_reason"]
+    elif state == "retrying":
+        reason = row["last_error"]
+    return {
+        "store_hash": row["store_hash"],
+        "code": asked.get("code", ""),
+        "state": state,
+        "reason": reason,
+        "last_status": row["last_status"],
+        "attempts": row["attempts"],
+        "source": asked.get("source"),
+        "trigger_id": asked.get("trigger_id"),
+        "queued_at": iso(row["created_at"]),
+        "at": iso(row["done_at"] or row["updated_at"]),
+        "next_attempt_at": iso(row["due_at"]) if row["state"] == PENDING else None,
+    }
+
+
+def _json_object(text: str | None) -> dict:
+    try:
+        found = json.loads(text or "")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlite_utils import Database
 
 from bridge.storage.db import rows
-from bridge.storage.queue import PENDING, WORKING, LeasedTable
+from bridge.storage.queue import DEAD, PENDING, WORKING, LeasedTable
 
 PAID, CANCEL, COUPON, ALERT = "paid", "cancel", "coupon", "alert"
 DONE, DRY_RUN, SKIPPED = "done", "dry_run", "skipped"  # besides the queue's pending, working, dead
@@ -21,7 +21,10 @@ DONE, DRY_RUN, SKIPPED = "done", "dry_run", "skipped"  # besides the queue's pen
 # was queued: the order may have been refunded or cancelled meanwhile.
 FRESH_SECONDS = 60.0
 
-deliveries = LeasedTable("deliveries", services=("refersion", "bigcommerce"), unheld_kinds=(ALERT,))
+# A coupon push goes to BigCommerce alone: a Refersion pause does not hold it back.
+deliveries = LeasedTable(
+    "deliveries", services=("refersion", "bigcommerce"), unheld_kinds=(ALERT,), kind_services=((COUPON, ("bigcommerce",)),)
+)
 
 
 def paid_key(store_hash: str, order_id: int) -> str:
@@ -157,3 +160,14 @@ def of_order(db: Database, *, store_hash: str, order_id: int, kind: str) -> list
     return rows(
         db.execute("SELECT * FROM deliveries WHERE store_hash = ? AND order_id = ? AND kind = ? ORDER BY id", [store_hash, order_id, kind])
     )
+
+def requeue(db: Database, *, key: str, now: float) -> bool:
+    """Queue a dead delivery again, due now with fresh attempts (call in a transaction); True when it was dead."""
+    cursor = db.execute(
+        """
+        UPDATE deliveries SET state = ?, attempts = 0, due_at = ?, updated_at = ?, last_error = NULL
+        WHERE key = ? AND state = ?
+        """,
+        [PENDING, now, now, key, DEAD],
+    )
+    return cursor.rowcount > 0

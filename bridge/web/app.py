@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from bridge.config import Settings
 from bridge.storage import db as database
 from bridge.storage.stores import StoreRegistry
-from bridge.web import app_install, auth, health, metrics, pages, status, webhooks
+from bridge.web import app_install, auth, health, metrics, pages, refersion_hooks, status, webhooks
 from bridge.web import settings as settings_page
 from bridge.web.database import close_db
 
@@ -66,6 +66,7 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(app_install.bp)
     app.register_blueprint(settings_page.bp)
+    app.register_blueprint(refersion_hooks.bp)
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(Exception, _handle_unexpected)
     return app
