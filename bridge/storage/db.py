@@ -341,3 +341,34 @@ def m008_incidents(db: Database) -> None:
         """
     )
     db.execute("CREATE UNIQUE INDEX incidents_open ON incidents (store_hash, kind) WHERE cleared_at IS NULL")
+
+
+@migrations()
+def m011_storefront(db: Database) -> None:
+    """The cart ids the storefront script posted (claims, one per order) and each store's storefront
+    origins as last read from BigCommerce (see storage/storefront.py)."""
+    db.execute(
+        """
+        CREATE TABLE storefront_claims (
+            store_hash TEXT NOT NULL,
+            order_id INTEGER NOT NULL,
+            cart_id TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            claimed_at REAL NOT NULL,
+            matched INTEGER,
+            checked_at REAL,
+            PRIMARY KEY (store_hash, order_id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX storefront_claims_recent ON storefront_claims (store_hash, claimed_at)")
+    db.execute(
+        """
+        CREATE TABLE storefront_origins (
+            store_hash TEXT PRIMARY KEY,
+            origins TEXT NOT NULL DEFAULT '[]',
+            read_at REAL,
+            error TEXT
+        )
+        """
+    )
