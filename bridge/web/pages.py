@@ -174,6 +174,7 @@ def status():
     setups = {store.store_hash: _setup(registry, db, store) for store in served}
     for store in facts["stores"]:
         store["setup"] = setups[store["store_hash"]]
+        store["storefront"] = history.storefront_script_health(db, store["store_hash"])
     days = history.daily(db, now=time.time(), stores=_visible())
     return render_template("status.html", facts=facts, chart=chart.chart(days), multistore=len(facts["stores"]) != 1)
 
