@@ -93,12 +93,17 @@ class CountingPosts:
     def __init__(self, app):
         self.app = app
         self.posts: list[dict] = []
+        self.unavailable = 0  # answer this many posts with 503, as a bridge being restarted would
 
     def __call__(self, environ, start_response):
         if environ["PATH_INFO"] == "/storefront/cart" and environ["REQUEST_METHOD"] == "POST":
             body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
             environ["wsgi.input"] = io.BytesIO(body)
             self.posts.append({"origin": environ.get("HTTP_ORIGIN"), **json.loads(body or b"{}")})
+            if self.unavailable:
+                self.unavailable -= 1
+                start_response("503 Service Unavailable", [("Access-Control-Allow-Origin", environ["HTTP_ORIGIN"]), ("Vary", "Origin")])
+                return [b'{"error": "restarting"}']
         return self.app(environ, start_response)
 
 
@@ -189,3 +194,18 @@ def test_without_any_tracker_the_cart_id_is_still_posted_once(site):
     assert [post["order_id"] for post in bridge.posts] == [104]
     assert store.tracker_calls == []
     assert claim_of(settings, 104)["cart_id"] == CART
+
+
+def test_a_post_the_bridge_could_not_take_is_sent_again_on_the_next_visit_and_the_tracker_is_not_called_again(site):
+    bridge, store, shop_origin, page, console, settings = site
+    bridge.unavailable = 1
+    page.goto(f"{shop_origin}/checkout/order-confirmation/105?tracker=v4")
+    wait_for(page, lambda: any("posting to the bridge failed" in line for line in console) and len(store.tracker_calls) == 1)
+    assert claim_of(settings, 105) is None
+    page.reload()
+    wait_for(page, lambda: any("bridge answered HTTP 202" in line for line in console))
+    assert any("already handed to Refersion's tracker for order 105" in line for line in console)
+    page.wait_for_timeout(200)
+    assert [post["order_id"] for post in bridge.posts] == [105, 105]
+    assert len(store.tracker_calls) == 1
+    assert claim_of(settings, 105)["cart_id"] == CART
