@@ -422,14 +422,16 @@ class CouponsSchema(_Section):
 @dataclass(frozen=True)
 class StorefrontSettings:
     allowed_origins: tuple[str, ...] = ()  # empty: the store's own domains, read from BigCommerce
+    trusted_proxies: int = 0  # proxies in front of the bridge whose X-Forwarded-For entries are believed
 
 
 class StorefrontSchema(_Section):
     allowed_origins = _origins()
+    trusted_proxies = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10))
 
     @post_load
     def make(self, data, **kwargs):
-        return StorefrontSettings(allowed_origins=tuple(data["allowed_origins"]))
+        return StorefrontSettings(allowed_origins=tuple(data["allowed_origins"]), trusted_proxies=data["trusted_proxies"])
 
 
 SECTIONS: dict[str, type[Schema]] = {

@@ -39,6 +39,8 @@ def print_story(story: dict) -> None:
         click.echo(f"  {reason['text']} [{reason['code']}]")
     if story["note"]:
         click.echo(f"  {story['note']}")
+    if (story.get("storefront") or {}).get("text"):
+        click.echo(f"  {story['storefront']['text']}")
     click.echo("Events received:")
     for event in story["events"]:
         found = f" (found by {event['found_by']})" if event.get("found_by") else ""

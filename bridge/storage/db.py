@@ -381,3 +381,33 @@ def m010_refersion_events(db: Database) -> None:
     )
     db.execute("CREATE UNIQUE INDEX refersion_events_trigger ON refersion_events (store_hash, trigger_id) WHERE trigger_id IS NOT NULL")
     db.execute("CREATE INDEX refersion_events_received ON refersion_events (store_hash, received_at)")
+
+
+def m011_storefront(db: Database) -> None:
+    """The cart ids the storefront script posted (claims, one per order) and each store's storefront
+    origins as last read from BigCommerce (see storage/storefront.py)."""
+    db.execute(
+        """
+        CREATE TABLE storefront_claims (
+            store_hash TEXT NOT NULL,
+            order_id INTEGER NOT NULL,
+            cart_id TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            claimed_at REAL NOT NULL,
+            matched INTEGER,
+            checked_at REAL,
+            PRIMARY KEY (store_hash, order_id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX storefront_claims_recent ON storefront_claims (store_hash, claimed_at)")
+    db.execute(
+        """
+        CREATE TABLE storefront_origins (
+            store_hash TEXT PRIMARY KEY,
+            origins TEXT NOT NULL DEFAULT '[]',
+            read_at REAL,
+            error TEXT
+        )
+        """
+    )

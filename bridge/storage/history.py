@@ -23,7 +23,8 @@ from decimal import Decimal
 
 from sqlite_utils import Database
 
-from bridge.storage import hook_checks, inbox, outbox
+from bridge.core import payload as cart_words
+from bridge.storage import hook_checks, inbox, outbox, storefront
 from bridge.storage.db import rows
 from bridge.storage.queue import DEAD, PENDING, WORKING
 
@@ -362,6 +363,7 @@ def order_story(db: Database, *, store_hash: str, order_id: int) -> dict | None:
         "cart_id_source": order["cart_id_source"],
         "note": order["cart_note"],
         "cancellations": [_cancellation(row) for row in deliveries if row["kind"] == outbox.CANCEL],
+        "storefront": storefront_claim_story(db, store_hash=store_hash, order_id=order_id, report_built=bool(order["cart_id_source"])),
     }
 
 
@@ -540,3 +542,50 @@ def _json_object(text: str | None) -> dict:
     except ValueError:
         return {}
     return found if isinstance(found, dict) else {}
+
+
+# The storefront script (SPEC section 4 step 3): what it reported, per order and per store.
+
+
+def storefront_claim_story(db: Database, *, store_hash: str, order_id: int, report_built: bool) -> dict:
+    """The cart id the storefront script posted for an order, and what became of it.
+
+    ``matched``: True when it named one of the order's own carts (used), False when it did
+    not (ignored), None when it was not weighed (no post, or a post after the report was built).
+    """
+    claim = storefront.find_claim(db, store_hash=store_hash, order_id=order_id)
+    if claim is None:
+        text = cart_words.STOREFRONT_SILENT if report_built else None
+        return {"reported": False, "cart_id": None, "origin": None, "claimed_at": None, "matched": None, "text": text}
+    matched = None if claim["matched"] is None else bool(claim["matched"])
+    if matched is True:
+        text = cart_words.STOREFRONT_CONFIRMED
+    elif matched is False:
+        text = cart_words.STOREFRONT_MISMATCH
+    else:
+        text = cart_words.STOREFRONT_LATE if report_built else cart_words.STOREFRONT_PENDING
+    return {
+        "reported": True,
+        "cart_id": claim["cart_id"],
+        "origin": claim["origin"],
+        "claimed_at": iso(claim["claimed_at"]),
+        "matched": matched,
+        "text": text,
+    }
+
+
+def storefront_script_health(db: Database, store_hash: str) -> dict:
+    """Whether the storefront script runs for a store: its last post, and the origins it may post from."""
+    last = storefront.last_claim_at(db, store_hash)
+    origins = storefront.origins_row(db, store_hash)
+    if last is not None:
+        detail = f"Last reported an order's cart id at {iso(last)}."
+    else:
+        detail = "No order reported yet: add the script with Script Manager (see the README), then place a test order."
+    return {
+        "last_report_at": iso(last),
+        "origins": origins["origins"] if origins else [],
+        "origins_read_at": iso(origins["read_at"]) if origins else None,
+        "origins_problem": origins["error"] if origins else None,
+        "detail": detail,
+    }

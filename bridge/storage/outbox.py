@@ -161,6 +161,7 @@ def of_order(db: Database, *, store_hash: str, order_id: int, kind: str) -> list
         db.execute("SELECT * FROM deliveries WHERE store_hash = ? AND order_id = ? AND kind = ? ORDER BY id", [store_hash, order_id, kind])
     )
 
+
 def requeue(db: Database, *, key: str, now: float) -> bool:
     """Queue a dead delivery again, due now with fresh attempts (call in a transaction); True when it was dead."""
     cursor = db.execute(

@@ -175,6 +175,7 @@ def status():
     setups = {store.store_hash: _setup(registry, db, store) for store in served}
     for store in facts["stores"]:
         store["setup"] = setups[store["store_hash"]]
+        store["storefront"] = history.storefront_script_health(db, store["store_hash"])
     days = history.daily(db, now=time.time(), stores=_visible())
     pushing = current_app.config["BRIDGE_SETTINGS"].coupons is not None
     coupons = history.coupon_pushes(db, stores=_visible(), limit=COUPONS_SHOWN) if pushing else None

@@ -14,9 +14,17 @@ from bridge.clients.bigcommerce import BigCommerceError
 from bridge.clients.refersion import dumps
 from bridge.core import rules
 from bridge.core.hooks import REFUND_CREATED
-from bridge.core.payload import CartId, build_paid_order, choose_cart_id, reported_lines, transaction_currency
+from bridge.core.payload import (
+    STOREFRONT_SOURCE,
+    CartId,
+    build_paid_order,
+    check_storefront_claim,
+    choose_cart_id,
+    reported_lines,
+    transaction_currency,
+)
 from bridge.core.retry import Action, Failure, Outcome, classify
-from bridge.storage import carts, decisions, inbox, outbox, stores
+from bridge.storage import carts, decisions, inbox, outbox, storefront, stores
 from bridge.storage.db import immediate
 from bridge.storage.decisions import OrderFacts
 from bridge.storage.queue import DEAD, PENDING
@@ -135,15 +143,18 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
         _recheck_queued(ctx, store_hash, order_id, claimed, earlier, order, decision, policy)
         return
 
-    cart = payload = meta = None
+    cart = payload = meta = claim = None
     if decision.report:
         lines = client.fetch_order_products(order_id)
         decision = rules.decide_lines(lines, policy) or decision
     if decision.report:
         coupons = client.fetch_order_coupons(order_id)
-        known = carts.known_cart_ids(ctx.db, store_hash=store_hash, order_id=order_id)
+        known = {**carts.known_cart_ids(ctx.db, store_hash=store_hash, order_id=order_id), "order": order["cart_id"]}
+        # The storefront's post counts only when it names one of the order's own carts.
+        claim = storefront.find_claim(ctx.db, store_hash=store_hash, order_id=order_id)
+        check = check_storefront_claim(claim["cart_id"] if claim else None, known)
         cart = choose_cart_id(
-            {**known, "order": order["cart_id"]}, key=ctx.settings.webhooks.secret.encode(), store_hash=store_hash, order_id=order_id
+            {**known, STOREFRONT_SOURCE: check.value}, key=ctx.settings.webhooks.secret.encode(), store_hash=store_hash, order_id=order_id
         )
         gift = policy.report_gift_certificates
         body = build_paid_order(
@@ -164,6 +175,11 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
             _settle(ctx, ids, state=inbox.DONE, outcome="superseded", note=SUPERSEDED)
             log.info("Order %s of store %s: %s on an older read, superseded", order_id, store_hash, decision.verdict.value)
             return
+        if claim is not None:
+            matched = cart.source == STOREFRONT_SOURCE
+            storefront.mark_checked(ctx.db, store_hash=store_hash, order_id=order_id, matched=matched, now=ctx.clock())
+            if not matched:
+                log.warning("Order %s of store %s: %s", order_id, store_hash, check.note)
         if payload is not None:
             now, dry_run = ctx.clock(), policy.dry_run
             queued = outbox.enqueue(
