@@ -364,6 +364,20 @@ class CouponSettings:
     discount_type: str = "percentage_discount"
     amount: decimal.Decimal | None = None
     applies_to: tuple[int, ...] = ()  # category ids; empty: the whole catalogue
+    min_purchase: decimal.Decimal | None = None  # with api "coupons": the order subtotal a code needs
+    expires_after_days: int | None = None  # with api "coupons": a code expires this many days after it is created
+    max_uses: int = 0  # uses of each code in all; 0: unlimited
+    max_uses_per_customer: int = 0  # uses of each code by one customer; 0: unlimited
+
+
+# Keys the V3 promotions API takes from the promotion itself, not from each code.
+PROMOTION_OWNS = {
+    "min_purchase": "the promotion's minimum spend",
+    "expires_after_days": "the promotion's end date",
+    "discount_type": "the promotion's action",
+    "amount": "the promotion's action",
+    "applies_to": "the promotion's rules",
+}
 
 
 class CouponsSchema(_Section):
@@ -374,12 +388,25 @@ class CouponsSchema(_Section):
     discount_type = fields.String(validate=validate.OneOf(COUPON_DISCOUNT_TYPES, error="Must be one of: {choices}."))
     amount = fields.Decimal(validate=validate.Range(min=0, min_inclusive=False))
     applies_to = ListFromText(fields.Integer(validate=validate.Range(min=0, error="{input!r} is not a category id.")))
+    min_purchase = fields.Decimal(validate=validate.Range(min=0, min_inclusive=False, error="Must be more than 0 (leave it out for none)."))
+    expires_after_days = fields.Integer(validate=validate.Range(min=1, max=3650, error="Must be a whole number of days from 1 to 3650."))
+    max_uses = fields.Integer(validate=validate.Range(min=0, max=100_000, error="Must be a whole number from 0 (unlimited) to 100000."))
+    max_uses_per_customer = fields.Integer(
+        validate=validate.Range(min=0, max=100_000, error="Must be a whole number from 0 (unlimited) to 100000.")
+    )
 
     @validates_schema
     def complete(self, data, **kwargs):
         if not data:
             return
         template = {**dataclasses.asdict(CouponSettings()), **data}
+        if template["api"] == "promotions":
+            for key in sorted(set(data) & set(PROMOTION_OWNS)):
+                raise ValidationError(
+                    f'is not used with api = "promotions": set {PROMOTION_OWNS[key]} on the promotion in BigCommerce '
+                    f'(Marketing › Promotions), or use api = "coupons".',
+                    key,
+                )
         if template["api"] == "promotions" and template["promotion_id"] is None:
             raise ValidationError('is required with api = "promotions" (the id of the promotion codes are added to).', "promotion_id")
         if template["api"] == "coupons" and template["discount_type"] != "free_shipping" and template["amount"] is None:
@@ -395,14 +422,16 @@ class CouponsSchema(_Section):
 @dataclass(frozen=True)
 class StorefrontSettings:
     allowed_origins: tuple[str, ...] = ()  # empty: the store's own domains, read from BigCommerce
+    trusted_proxies: int = 0  # proxies in front of the bridge whose X-Forwarded-For entries are believed
 
 
 class StorefrontSchema(_Section):
     allowed_origins = _origins()
+    trusted_proxies = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10))
 
     @post_load
     def make(self, data, **kwargs):
-        return StorefrontSettings(allowed_origins=tuple(data["allowed_origins"]))
+        return StorefrontSettings(allowed_origins=tuple(data["allowed_origins"]), trusted_proxies=data["trusted_proxies"])
 
 
 SECTIONS: dict[str, type[Schema]] = {

@@ -9,6 +9,7 @@ each order back from the sandbox and reports it to the sandbox Refersion.
 
 from __future__ import annotations
 
+import json
 import logging
 import secrets
 import tempfile
@@ -26,6 +27,7 @@ from bridge.storage import db as database
 from bridge.storage.inbox import CART_CONVERTED, ORDER_SCOPES
 from bridge.web.app import create_app
 from bridge.web.auth import ONE_TIME_CODES
+from bridge.web.refersion_hooks import signature
 from bridge.worker.loop import Worker
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,7 @@ PENDING, RETRIED, REFUSED, NO_CART_ID = 107, 108, 109, 110
 SPARE = 120  # in the store, never announced: for "try this next"
 PAYMENT_DELAY = 4.0  # seconds before the pending order's payment is captured
 STEP_TIMEOUT = 10.0  # seconds to wait for Refersion to see each failing order
+DEMO_PROMOTION = 1  # the sandbox's first promotion: the coupon template's promotion_id
 
 
 def _secret() -> str:
@@ -130,6 +133,8 @@ class Demo:
             "rules.dry_run": "false",
             "worker.retry_schedule": "2,5,10",  # a failed report recovers within seconds
             "worker.reconcile_interval": "0",  # only webhooks: the spare order waits for "try this next"
+            "refersion.webhook_secret": _secret(),  # Refersion's coupon trigger below is signed with it
+            "coupons.promotion_id": str(DEMO_PROMOTION),
         }
         sections: dict[str, list[str]] = {}
         for name, value in values.items():
@@ -171,6 +176,22 @@ class Demo:
         for order_id in (REPORTED, FREE, CANCELLED, DECLINED, GIFT_CARD, MARKETPLACE, PENDING, NO_CART_ID):
             self._fire(order_id)
         self._thread(self._capture_payment, "demo-payment")
+        self._push_coupon()
+
+    def _push_coupon(self) -> None:
+        """Refersion's "New Conversion Trigger" webhook for an affiliate's code: the worker creates it."""
+        promotion = self.sandbox.bigcommerce.add_promotion("Affiliate codes")
+        if promotion != DEMO_PROMOTION:  # pragma: no cover - the demo's sandbox starts empty
+            log.warning("The demo's coupon promotion is %s, not %s: its code will fail", promotion, DEMO_PROMOTION)
+        body = json.dumps({"id": 1097, "affiliate_id": 42, "trigger": "ANNA-10", "type": "COUPON"}).encode()
+        headers = {
+            "Refersion-Signature": signature(self.settings.refersion.webhook_secret, body),
+            "Refersion-Topic": "NEW_CONVERSION_TRIGGER",
+            "Content-Type": "application/json",
+        }
+        response = requests.post(f"{self.url}/webhooks/refersion", data=body, headers=headers, timeout=10)
+        if response.status_code != 200:
+            log.warning("The bridge did not take Refersion's coupon trigger: %s", response.status_code)
 
     def _capture_payment(self) -> None:
         if not self.stop_event.wait(PAYMENT_DELAY):

@@ -74,7 +74,8 @@ def base_environ(db_path, bc_url: str, refersion_url: str) -> dict[str, str]:
 
 @pytest.fixture
 def environ(tmp_path, bc_server, refersion_server) -> dict[str, str]:
-    return base_environ(tmp_path / "bridge.sqlite3", bc_server.url, refersion_server.orders_url)
+    environ = base_environ(tmp_path / "bridge.sqlite3", bc_server.url, refersion_server.orders_url)
+    return {**environ, "BRIDGE_REFERSION_API_URL": refersion_server.api_url}  # cancellations never reach the real API
 
 
 @pytest.fixture

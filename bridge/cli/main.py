@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from bridge.cli import backfill, check, demo, hooks, keys, orders, purge, run, send_webhook
+from bridge.cli import backfill, check, coupons, demo, hooks, keys, orders, purge, run, send_webhook
 from bridge.cli.common import BridgeGroup, command_name
 
 
@@ -35,6 +35,7 @@ for command in (
     orders.replay,
     backfill.backfill,
     purge.purge,
+    coupons.coupons,
 ):
     cli.add_command(command)
 

@@ -39,6 +39,8 @@ def print_story(story: dict) -> None:
         click.echo(f"  {reason['text']} [{reason['code']}]")
     if story["note"]:
         click.echo(f"  {story['note']}")
+    if (story.get("storefront") or {}).get("text"):
+        click.echo(f"  {story['storefront']['text']}")
     click.echo("Events received:")
     for event in story["events"]:
         found = f" (found by {event['found_by']})" if event.get("found_by") else ""
@@ -59,6 +61,12 @@ def print_story(story: dict) -> None:
             click.echo(f"  Next attempt at {delivery['next_attempt_at']}")
         if "would_have_sent" in delivery:
             click.echo(f"  Dry run: would have sent {delivery['would_have_sent']}")
+    if story.get("cancellations"):
+        click.echo("Refunds and cancellations:")
+        for cancellation in story["cancellations"]:
+            click.echo(f"  {cancellation['text']} [{cancellation['state']}]")
+            if cancellation["last_status"] is not None:
+                click.echo(f"    Refersion answered HTTP {cancellation['last_status']}: {cancellation['last_answer'] or '(empty)'}")
 
 
 @click.group()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +43,8 @@ from bigcommerce.connection import Connection, OAuthConnection
 from marshmallow import Schema, ValidationError, fields, post_load, pre_load, validate
 
 from bridge.clients.errors import reason
+from bridge.clients.refersion import Reply
+from bridge.config import CouponSettings
 from bridge.core import hooks as wanted
 from bridge.core.payload import text
 from bridge.core.retry import Failure, parse_http_date
@@ -663,6 +666,131 @@ class BigCommerceClient:
     def fetch_order_coupons(self, order_id: int) -> list[dict]:
         return self._get_list(f"orders/{order_id}/coupons", f"the coupons of order {order_id}", OrderCouponSchema())
 
+    # --- Refunds (V3 ``payment_actions/refunds``) -------------------------------------------
+
+    def fetch_order_refunds(self, order_id: int) -> list[dict]:
+        """Every refund of the order, oldest first (``GET /v3/orders/{id}/payment_actions/refunds``); [] for a 204."""
+        what = f"the refunds of order {order_id}"
+        data, _ = self._v3_data("GET", f"orders/{int(order_id)}/payment_actions/refunds", what)
+        if data is None:
+            return []
+        if not isinstance(data, list):
+            raise BigCommerceError(f"BigCommerce sent {what} that is not a list", failure=Failure.BAD_RESPONSE)
+        refunds = self._load(RefundSchema(), data, what, many=True)
+        return sorted(refunds, key=lambda refund: refund["id"])
+
+    # --- Coupon codes (scope Marketing, modify: ``bridge coupons push``, Refersion's triggers) -------
+
+    def create_coupon_code(self, code: str, template: CouponSettings, *, now: float) -> CouponCode:
+        """Create ``code`` from the template through its API; a code that already exists is returned (``created`` False).
+
+        BigCommerce documents no answer for a duplicate code (V3 ``/promotions/{id}/codes``
+        documents only its 201; V2 ``/coupons`` says "must be unique", and answers a duplicate
+        name with 409): any 400, 409 or 422 is followed by one look-up by code, and a code
+        found is done. One call when the code is new, two when it is not.
+
+        :raise BigCommerceError: BigCommerce refused, or could not be reached or read.
+        """
+        try:
+            if template.api == "promotions":
+                body = coupon_code_body(code, template)
+                found, _ = self._v3_data("POST", f"promotions/{int(template.promotion_id)}/codes", f"the new coupon code {code}", body=body)
+            else:
+                found = self._call(self._v2, "POST", "coupons", body=legacy_coupon_body(code, template, now))
+        except BigCommerceError as error:
+            if error.status not in DUPLICATE_ANSWERS:
+                raise
+            existing = self.find_coupon_code(code, api=template.api)
+            if existing is None:
+                raise
+            return CouponCode(id=existing["id"], code=existing["code"] or code, created=False, status=200)
+        made = self._load(CouponCodeSchema(), found if isinstance(found, dict) else {}, f"the new coupon code {code}")
+        return CouponCode(id=made["id"], code=made["code"] or code, created=True, status=self._status(template.api))
+
+    def find_coupon_code(self, code: str, *, api: str) -> dict | None:
+        """The code as BigCommerce has it (``{id, code}``; codes are not case-sensitive), or None."""
+        if api == "promotions":
+            found, _ = self._v3_data("GET", "promotions/codes", f"coupon code {code}", code=code)
+        else:
+            found = self._get("coupons", code=code)
+        if not found:
+            return None
+        if not isinstance(found, list):
+            raise BigCommerceError("BigCommerce sent a list of coupon codes that is not a list", failure=Failure.BAD_RESPONSE)
+        for item in self._load(CouponCodeSchema(), found, "a list of coupon codes", many=True):
+            if item["code"].casefold() == code.casefold():
+                return item
+        return None
+
+    def _status(self, api: str) -> int:
+        answer = (self._v3 if api == "promotions" else self._v2)._last_response
+        return answer.status_code if answer is not None else 201
+
+
+# --- Coupon codes: bodies, answers -----------------------------------------------------------
+
+DUPLICATE_ANSWERS = (400, 409, 422)  # statuses after which a code is looked up: it may exist already
+LEGACY_NAME_LENGTH = 100
+
+
+class CouponCodeSchema(Lenient):
+    """A code as ``/v3/promotions/codes`` or ``/v2/coupons`` answers it."""
+
+    id = Count(default=None)
+    code = Text()
+
+
+@dataclass(frozen=True)
+class CouponCode:
+    id: int | None
+    code: str
+    created: bool  # False: it existed already
+    status: int  # BigCommerce's last answer: 201 created, 200 found by the look-up
+
+
+def coupon_code_body(code: str, template: CouponSettings) -> dict:
+    """``POST /v3/promotions/{id}/codes``: the code and its limits (the promotion holds the discount)."""
+    return {"code": code, "max_uses": template.max_uses, "max_uses_per_customer": template.max_uses_per_customer}
+
+
+def legacy_coupon_body(code: str, template: CouponSettings, now: float) -> dict:
+    """``POST /v2/coupons``: a whole legacy coupon built from the template; money as strings."""
+    body = {
+        "name": f"Refersion {code}"[:LEGACY_NAME_LENGTH],  # unique, like the code
+        "code": code,
+        "type": template.discount_type,
+        "amount": str(template.amount if template.amount is not None else Decimal("0")),
+        # Category 0 stands for the whole catalogue (BigCommerce's own example).
+        "applies_to": {"entity": "categories", "ids": list(template.applies_to) or [0]},
+        "enabled": True,
+        "max_uses": template.max_uses,
+        "max_uses_per_customer": template.max_uses_per_customer,
+    }
+    if template.min_purchase is not None:
+        body["min_purchase"] = str(template.min_purchase)
+    if template.expires_after_days is not None:
+        body["expires"] = rfc2822(now + template.expires_after_days * 86400)
+    return body
+
+
+@dataclass(frozen=True)
+class BigCommerceReply(Reply):
+    """BigCommerce's answer to a write, in the outbox's terms (Reply's fields, told as BigCommerce's)."""
+
+    @classmethod
+    def of_error(cls, error: BigCommerceError) -> BigCommerceReply:
+        retry_after = str(math.ceil(error.retry_after)) if error.retry_after is not None else None
+        return cls(error.status, body=error.detail or str(error), retry_after=retry_after, failure=error.failure)
+
+    @property
+    def summary(self) -> str:
+        if self.failure is Failure.TIMEOUT:
+            return "BigCommerce did not answer in time"
+        if self.failure is not None:
+            return f"could not reach BigCommerce ({self.body})" if self.body else "could not reach BigCommerce"
+        answered = f"BigCommerce answered HTTP {self.status}"
+        return f"{answered}: {self.body[:200]}" if self.body else answered
+
 
 # --- The OAuth token exchange (app installs) ----------------------------------------------
 
@@ -776,3 +904,38 @@ def _hide(text: str, secrets: tuple[str, ...]) -> str:
         if secret:
             text = text.replace(secret, "…")
     return text
+
+
+# --- Refund schemas (``fetch_order_refunds``) ------------------------------------------------
+
+
+class RefundItemSchema(Lenient):
+    """One item of a refund: what was returned (``item_type``), of which line (``item_id``), how many."""
+
+    item_type = Text()
+    item_id = Count(default=None)  # an order-product id for PRODUCT items
+    quantity = Count()
+    requested_amount = Money()
+    reason = Text()
+
+    @post_load
+    def upper_type(self, data, **kwargs):
+        data["item_type"] = data["item_type"].upper()
+        return data
+
+
+class RefundSchema(Lenient):
+    """One V3 refund of an order (reference/bigcommerce.md 2.6)."""
+
+    id = fields.Integer(required=True, strict=True)
+    order_id = Count(default=None)
+    created = Text()
+    reason = Text()
+    total_amount = Money()
+    total_tax = Money()
+    items = fields.List(fields.Nested(RefundItemSchema), load_default=list, allow_none=True)
+
+    @post_load
+    def no_null_items(self, data, **kwargs):
+        data["items"] = data["items"] or []
+        return data

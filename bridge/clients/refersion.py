@@ -93,5 +93,11 @@ class RefersionClient:
             raise ValueError("list_affiliates needs the REST API's api_url")
         return self._post(f"{self.api_url}/affiliate/list", dumps({"limit": limit, "page": 1}))
 
+    def cancel_conversion(self, body: str) -> Reply:
+        """``POST {api_url}/conversion/cancel`` with one cancellation (already JSON): ``order_id`` and the items taken back."""
+        if not self.api_url:
+            raise ValueError("cancel_conversion needs the REST API's api_url")
+        return self._post(f"{self.api_url}/conversion/cancel", body)
+
     def close(self) -> None:
         self._session.close()

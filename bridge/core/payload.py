@@ -24,6 +24,7 @@ MAX_CART_ID_LENGTH = 255
 
 # Where a cart id came from, most trusted first.
 CART_ID_SOURCES = ("storefront", "cart_converted", "order")
+STOREFRONT_SOURCE = CART_ID_SOURCES[0]
 FALLBACK_SOURCE = "fallback"
 NO_CART_ID_NOTE = "No cart id: only coupon attribution can credit an affiliate."
 
@@ -184,3 +185,36 @@ def build_paid_order(
     if customer:
         payload["customer"] = customer
     return payload
+
+
+# What became of the cart id the storefront script reported for an order (SPEC section 4 step 3).
+STOREFRONT_CONFIRMED = "Cart id confirmed by the storefront script."
+STOREFRONT_MISMATCH = "The storefront reported a cart id that does not match the order's cart: ignored."
+STOREFRONT_SILENT = "The storefront script did not report this order: check Script Manager."
+STOREFRONT_LATE = "The storefront reported a cart id after the order's report was built: not used."
+STOREFRONT_PENDING = "The storefront reported a cart id: it is checked against the order's cart when the order is reported."
+
+
+@dataclass(frozen=True)
+class StorefrontCheck:
+    value: str | None  # the server-known cart id the claim confirmed; None when it confirmed none
+    note: str
+
+
+def check_storefront_claim(claim: str | None, known: Mapping[str, str | None]) -> StorefrontCheck:
+    """Weigh the cart id the storefront posted for an order against the cart ids the server knows.
+
+    The post is public and forgeable, so it counts only when it names one of the order's own
+    carts (the order's ``cart_id`` or the converted cart): a UUID only the shopper's session
+    knows. Then it picks which of them is reported; it can never bring in a new value.
+
+    :param known: the server's cart ids by source (any ``storefront`` entry is not one of them).
+    """
+    claimed = usable_cart_id(claim)
+    if claimed is None:
+        return StorefrontCheck(None, STOREFRONT_SILENT)
+    for source in CART_ID_SOURCES:
+        value = usable_cart_id(known.get(source)) if source != STOREFRONT_SOURCE else None
+        if value is not None and value.casefold() == claimed.casefold():
+            return StorefrontCheck(value, STOREFRONT_CONFIRMED)
+    return StorefrontCheck(None, STOREFRONT_MISMATCH)

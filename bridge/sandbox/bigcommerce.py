@@ -112,8 +112,14 @@ class Store:
     coupons: dict[int, list[dict]] = field(default_factory=dict)
     previous_status: dict[int, int] = field(default_factory=dict)
     hooks: dict[int, dict] = field(default_factory=dict)
+    refunds: dict[int, list[dict]] = field(default_factory=dict)  # per order, oldest first
     window_start: float = 0.0
     used: int = 0
+    # Coupon codes (see "Coupon codes" below): V3 promotions and their codes, V2 legacy coupons.
+    promotions: dict[int, dict] = field(default_factory=dict)
+    promotion_codes: dict[str, dict] = field(default_factory=dict)  # by code, case-folded
+    legacy_coupons: dict[str, dict] = field(default_factory=dict)  # by code, case-folded
+    coupon_refusal: str | None = None  # set: creating a code answers 422 with this title
 
 
 class SandboxBigCommerce(LocalServer):
@@ -664,6 +670,10 @@ class SandboxBigCommerce(LocalServer):
             return self._orders(request, store, rest[1:])
         if version == "v3" and rest[0] == "hooks":
             return self._hooks(request, store, token, rest[1:])
+        if version == "v3" and rest[0] == "orders":
+            return self._refunds(request, store, rest[1:])
+        if (version, rest[0]) in (("v3", "promotions"), ("v2", "coupons")):
+            return self._coupon_codes(request, store, version, rest[1:])
         return _error(404, "The requested resource was not found.")
 
     def _store_info(self, store: Store) -> dict:
@@ -896,6 +906,228 @@ class SandboxBigCommerce(LocalServer):
         store.hooks[hook["id"]] = hook
         return json_response({"data": hook, "meta": {}})
 
+    # --- V3 refunds (reference/bigcommerce.md 2.6) ---------------------------------------------
+
+    def refund(
+        self,
+        order_id: int,
+        items: list[tuple[int, int]] = (),
+        *,
+        shipping: Any = "0",
+        amount: Any = None,
+        reason: str = "Sandbox refund",
+        store_hash: str | None = None,
+    ) -> dict:
+        """Refund an order as the control panel does; returns the refund (a copy).
+
+        ``items``: ``(order_product_id, quantity)`` pairs, refunded at the line's unit price;
+        ``shipping``: an amount of shipping; ``amount``: an amount of the order with no item
+        (item type ORDER). The order then becomes Refunded (4, payment ``refunded``) once the
+        refunds reach its total, else Partially Refunded (14, ``partially refunded``).
+        """
+        with self._lock:
+            store = self._store(store_hash)
+            order = store.orders[order_id]
+            lines = {line["id"]: line for line in store.products[order_id]}
+            refund_items, total = [], Decimal(0)
+            for line_id, quantity in items:
+                line = lines[line_id]
+                value = Decimal(line["price_inc_tax"]) * quantity
+                line["quantity_refunded"] += quantity
+                line["refund_amount"] = money(Decimal(line["refund_amount"]) + value)
+                line["is_refunded"] = line["quantity_refunded"] >= line["quantity"]
+                refund_items.append({"item_type": "PRODUCT", "item_id": line_id, "quantity": quantity, "requested_amount": float(value)})
+                total += value
+            if Decimal(str(shipping)):
+                refund_items.append(
+                    {"item_type": "SHIPPING", "item_id": 150, "quantity": None, "requested_amount": float(Decimal(str(shipping)))}
+                )
+                total += Decimal(str(shipping))
+            if amount is not None:
+                refund_items.append(
+                    {"item_type": "ORDER", "item_id": order_id, "quantity": None, "requested_amount": float(Decimal(str(amount)))}
+                )
+                total += Decimal(str(amount))
+            refund_id = 1 + max((r["id"] for refunds in store.refunds.values() for r in refunds), default=0)
+            refund = {
+                "id": refund_id,
+                "order_id": order_id,
+                "user_id": 0,
+                "created": datetime.fromtimestamp(int(self.clock()), UTC).isoformat(),
+                "reason": reason,
+                "total_amount": float(total),
+                "total_tax": 0,
+                "uses_merchant_override_values": False,
+                "items": [{**item, "reason": reason, "adjustments": []} for item in refund_items],
+                "payments": [
+                    {"id": refund_id, "provider_id": "testgateway", "amount": float(total), "offline": False, "is_declined": False,
+                     "declined_message": "", "transaction_id": refund_id}
+                ],
+            }  # fmt: skip
+            store.refunds.setdefault(order_id, []).append(refund)
+            refunded = Decimal(order["refunded_amount"]) + total
+            full = refunded >= Decimal(order["total_inc_tax"])
+        self.update_order(
+            order_id,
+            store_hash=store.hash,
+            status_id=4 if full else 14,
+            payment_status="refunded" if full else "partially refunded",
+            refunded_amount=money(refunded),
+        )
+        return copy.deepcopy(refund)
+
+    def order_products(self, order_id: int, *, store_hash: str | None = None) -> list[dict]:
+        """The order's product lines (copies), as ``GET /v2/orders/{id}/products`` serves them."""
+        with self._lock:
+            return copy.deepcopy(self._store(store_hash).products.get(order_id, []))
+
+    def refunds(self, order_id: int, *, store_hash: str | None = None) -> list[dict]:
+        with self._lock:
+            return copy.deepcopy(self._store(store_hash).refunds.get(order_id, []))
+
+    def _refunds(self, request: Request, store: Store, rest: list[str]) -> Response:
+        """``GET /v3/orders/{id}/payment_actions/refunds`` and ``GET /v3/orders/payment_actions/refunds/{refund_id}``."""
+        if request.method != "GET":
+            return _error(405, "Method not allowed")
+        with self._lock:
+            if len(rest) == 3 and rest[1:] == ["payment_actions", "refunds"] and rest[0].isdigit():
+                if int(rest[0]) not in store.orders:
+                    return _error(404, "The requested resource was not found.")
+                found = copy.deepcopy(store.refunds.get(int(rest[0]), []))
+                if not found:
+                    return empty_response(204)
+                pagination = {"total": len(found), "count": len(found), "per_page": 50, "current_page": 1, "total_pages": 1}
+                return json_response({"data": found, "meta": {"pagination": pagination}})
+            if len(rest) == 3 and rest[:2] == ["payment_actions", "refunds"] and rest[2].isdigit():
+                for refunds in store.refunds.values():
+                    for refund in refunds:
+                        if refund["id"] == int(rest[2]):
+                            return json_response({"data": copy.deepcopy(refund), "meta": {}})
+        return _error(404, "The requested resource was not found.")
+
+    # --- Coupon codes: V3 promotions' codes and V2 legacy coupons ---------------------------------
+    # BigCommerce documents no answer for a duplicate code: this sandbox answers 409 to both
+    # APIs (V2's documented answer to a duplicate name) and ``refuse_coupon_codes`` makes every
+    # creation answer 422 with a reason, as BigCommerce does for a request it cannot take.
+
+    def add_promotion(self, name: str = "Affiliate codes", *, store_hash: str | None = None, redemption_type: str = "COUPON") -> int:
+        """A promotion that codes can be added to (``redemption_type`` COUPON); returns its id."""
+        with self._lock:
+            store = self._store(store_hash)
+            promotion_id = 1 + max(store.promotions, default=0)
+            store.promotions[promotion_id] = {"id": promotion_id, "name": name, "redemption_type": redemption_type, "status": "ENABLED"}
+            return promotion_id
+
+    def add_coupon_code(self, code: str, promotion_id: int, *, store_hash: str | None = None) -> dict:
+        """A code that exists already (made in the control panel, or by another app)."""
+        with self._lock:
+            return self._new_promotion_code(self._store(store_hash), code, promotion_id, {})
+
+    def coupon_code(self, code: str, *, store_hash: str | None = None) -> dict | None:
+        """The code as the store has it (a promotion's code or a legacy coupon), or None."""
+        with self._lock:
+            store = self._store(store_hash)
+            found = store.promotion_codes.get(code.casefold()) or store.legacy_coupons.get(code.casefold())
+            return copy.deepcopy(found)
+
+    def refuse_coupon_codes(self, title: str | None = "The promotion has expired", *, store_hash: str | None = None) -> None:
+        """Answer every code creation with 422 and ``title`` (None: accept them again)."""
+        with self._lock:
+            self._store(store_hash).coupon_refusal = title
+
+    def _new_promotion_code(self, store: Store, code: str, promotion_id: int, body: dict) -> dict:
+        made = {
+            "id": self._next_coupon_id,
+            "code": code,
+            "promotion_id": promotion_id,
+            "max_uses": body.get("max_uses", 0),
+            "max_uses_per_customer": body.get("max_uses_per_customer", 0),
+            "current_uses": 0,
+            "created": datetime.fromtimestamp(int(self.clock()), UTC).isoformat(),
+        }
+        self._next_coupon_id += 1
+        store.promotion_codes[code.casefold()] = made
+        return copy.deepcopy(made)
+
+    def _coupon_codes(self, request: Request, store: Store, version: str, rest: list[str]) -> Response:
+        with self._lock:
+            if version == "v2":
+                return self._legacy_coupons(request, store, rest)
+            if rest == ["codes"] and request.method == "GET":
+                code = request.args.get("code", "")
+                if not code:
+                    return _error(422, "The code query parameter is required.")
+                found = store.promotion_codes.get(code.casefold())
+                return json_response({"data": [copy.deepcopy(found)] if found else [], "meta": {}})
+            if len(rest) == 2 and rest[1] == "codes" and request.method == "POST":
+                return self._create_promotion_code(request, store, rest[0])
+            return _error(404, "The requested resource was not found.")
+
+    def _create_promotion_code(self, request: Request, store: Store, promotion: str) -> Response:
+        promotion_id = int(promotion) if promotion.isdigit() else 0
+        if promotion_id not in store.promotions:
+            return _error(404, f"Promotion {promotion} not found.")
+        if store.promotions[promotion_id]["redemption_type"] != "COUPON":
+            return _error(422, "Coupon codes can only be added to a promotion with redemption_type COUPON.")
+        body = read_json(request)
+        code = body.get("code") if isinstance(body, dict) else None
+        problem = _code_problem(code)
+        if problem:
+            return _error(422, "JSON data is missing or invalid", errors={"code": problem})
+        if store.coupon_refusal:
+            return _error(422, store.coupon_refusal)
+        if code.casefold() in store.promotion_codes or code.casefold() in store.legacy_coupons:
+            return _error(409, f"Coupon code {code} already exists.")
+        return json_response({"data": self._new_promotion_code(store, code, promotion_id, body), "meta": {}}, 201)
+
+    def _legacy_coupons(self, request: Request, store: Store, rest: list[str]) -> Response:
+        if rest or request.method not in ("GET", "POST"):
+            return _error(404, "The requested resource was not found.")
+        if request.method == "GET":
+            found = store.legacy_coupons.get(request.args.get("code", "").casefold())
+            return json_response([copy.deepcopy(found)]) if found else empty_response(204)
+        body = read_json(request)
+        if not isinstance(body, dict):
+            return json_response([{"status": 400, "message": "The request body is not a JSON object."}], 400)
+        missing = [name for name in ("name", "code", "type", "amount", "applies_to") if body.get(name) in (None, "")]
+        problem = _code_problem(body.get("code")) if not missing else None
+        if missing or problem or body.get("type") not in COUPON_TYPES:
+            message = f"The field '{missing[0]}' is required." if missing else (problem or "The coupon type is not valid.")
+            return json_response([{"status": 400, "message": message}], 400)
+        if store.coupon_refusal:
+            return json_response([{"status": 422, "message": store.coupon_refusal}], 422)
+        code = body["code"]
+        names = {coupon["name"] for coupon in store.legacy_coupons.values()}
+        if code.casefold() in store.legacy_coupons or code.casefold() in store.promotion_codes or body["name"] in names:
+            return json_response([{"status": 409, "message": f"A coupon with the code or name of {code} already exists."}], 409)
+        made = {
+            "id": self._next_coupon_id,
+            "name": body["name"],
+            "code": code,
+            "type": body["type"],
+            "amount": money(body["amount"]),
+            "min_purchase": money(body.get("min_purchase") or 0),
+            "expires": body.get("expires", ""),
+            "enabled": bool(body.get("enabled", True)),
+            "applies_to": body["applies_to"],
+            "num_uses": 0,
+            "max_uses": body.get("max_uses", 0),
+            "max_uses_per_customer": body.get("max_uses_per_customer", 0),
+            "date_created": rfc2822(self.clock()),
+        }
+        self._next_coupon_id += 1
+        store.legacy_coupons[code.casefold()] = made
+        return json_response(copy.deepcopy(made), 201)
+
+
+def _code_problem(code: Any) -> str | None:
+    """BigCommerce's rule for a code: letters, digits, spaces, ``_`` and ``-``, 50 at most."""
+    if not isinstance(code, str) or not code:
+        return "The code is required."
+    if len(code) > 50 or not all(char.isascii() and (char.isalnum() or char in "_- ") for char in code):
+        return "Only letters, numbers, white spaces, underscores, and hyphens are allowed, 50 characters at most."
+    return None
+
 
 def _page(items: list, page: int, limit: int) -> Response:
     chunk = items[(page - 1) * limit : page * limit]
@@ -918,7 +1150,7 @@ def _needed_scope(method: str, version: str, rest: list[str]) -> str | None:
     """The OAuth scope a request needs (the read-only one for reads)."""
     read = method in ("GET", "HEAD")
     head = rest[0] if rest else ""
-    if version == "v2" and head == "orders":
+    if head == "orders":
         return ORDERS_READ if read else ORDERS_MODIFY
     if version == "v2" and head in ("store", "time"):
         return INFO_READ if read else INFO_MODIFY

@@ -341,3 +341,73 @@ def m008_incidents(db: Database) -> None:
         """
     )
     db.execute("CREATE UNIQUE INDEX incidents_open ON incidents (store_hash, kind) WHERE cleared_at IS NULL")
+
+
+@migrations()
+def m009_delivery_notes(db: Database) -> None:
+    """A sentence on a delivery that was recorded but not sent (a refund of shipping only, an order never reported)."""
+    db.execute("ALTER TABLE deliveries ADD COLUMN note TEXT")
+
+
+@migrations()
+def m010_refersion_events(db: Database) -> None:
+    """Refersion's outbound webhooks as received (see storage/refersion_events.py).
+
+    One row per signed body, and at most one per conversion trigger id, per store. Only
+    trigger events keep their body (ids and the code); other topics carry affiliates' and
+    customers' details the bridge has no use for, so only their topic and digest are kept.
+    Coupon pushes are deliveries without an order: ``deliveries.order_id`` is NULL for them
+    (nullable since m002), never 0, which would read as an order.
+    """
+    db.execute(
+        """
+        CREATE TABLE refersion_events (
+            id INTEGER PRIMARY KEY,
+            store_hash TEXT NOT NULL,
+            topic TEXT NOT NULL,
+            body_sha256 TEXT NOT NULL,
+            trigger_id TEXT,
+            trigger_type TEXT,
+            trigger TEXT,
+            affiliate_id TEXT,
+            body TEXT,
+            outcome TEXT NOT NULL,
+            note TEXT,
+            delivery_key TEXT,
+            received_at REAL NOT NULL,
+            UNIQUE (store_hash, body_sha256)
+        )
+        """
+    )
+    db.execute("CREATE UNIQUE INDEX refersion_events_trigger ON refersion_events (store_hash, trigger_id) WHERE trigger_id IS NOT NULL")
+    db.execute("CREATE INDEX refersion_events_received ON refersion_events (store_hash, received_at)")
+
+
+def m011_storefront(db: Database) -> None:
+    """The cart ids the storefront script posted (claims, one per order) and each store's storefront
+    origins as last read from BigCommerce (see storage/storefront.py)."""
+    db.execute(
+        """
+        CREATE TABLE storefront_claims (
+            store_hash TEXT NOT NULL,
+            order_id INTEGER NOT NULL,
+            cart_id TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            claimed_at REAL NOT NULL,
+            matched INTEGER,
+            checked_at REAL,
+            PRIMARY KEY (store_hash, order_id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX storefront_claims_recent ON storefront_claims (store_hash, claimed_at)")
+    db.execute(
+        """
+        CREATE TABLE storefront_origins (
+            store_hash TEXT PRIMARY KEY,
+            origins TEXT NOT NULL DEFAULT '[]',
+            read_at REAL,
+            error TEXT
+        )
+        """
+    )

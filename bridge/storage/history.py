@@ -19,10 +19,12 @@ import math
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from sqlite_utils import Database
 
-from bridge.storage import hook_checks, inbox, outbox
+from bridge.core import payload as cart_words
+from bridge.storage import hook_checks, inbox, outbox, storefront
 from bridge.storage.db import rows
 from bridge.storage.queue import DEAD, PENDING, WORKING
 
@@ -50,7 +52,9 @@ WITH heard AS (
 SELECT heard.*, o.verdict, o.reasons, o.evaluated_at, o.cart_id_source, o.note AS cart_note,
        d.kind, d.state AS delivery_state, d.attempts, d.last_status, d.last_error, d.response, d.due_at,
        d.updated_at AS delivery_updated_at, d.done_at, d.created_at AS queued_at,
-       (SELECT reason FROM pauses p WHERE p.store_hash = heard.store_hash ORDER BY p.service DESC LIMIT 1) AS pause_reason
+       (SELECT reason FROM pauses p WHERE p.store_hash = heard.store_hash ORDER BY p.service DESC LIMIT 1) AS pause_reason,
+       (SELECT max(CASE WHEN json_extract(c.meta, '$.full') THEN 2 ELSE 1 END) FROM deliveries c
+        WHERE c.store_hash = heard.store_hash AND c.order_id = heard.order_id AND c.kind = 'cancel' AND c.state = 'done') AS cancelled
 FROM heard
 LEFT JOIN orders o ON o.store_hash = heard.store_hash AND o.order_id = heard.order_id
 LEFT JOIN deliveries d ON d.key = 'paid:' || heard.store_hash || ':' || heard.order_id
@@ -75,7 +79,7 @@ def _summary(row: dict) -> dict:
     at = max(filter(None, (row["last_event_at"], row["evaluated_at"], row["delivery_updated_at"])))
     if state == outbox.DONE:
         decision = REPORTED
-        reason = {"code": "reported", "text": f"Reported to Refersion (HTTP {row['last_status']})."}
+        reason = {"code": "reported", "text": f"Reported to Refersion (HTTP {row['last_status']}).{CANCELLED_WORDS[row['cancelled']]}"}
     elif state == outbox.DRY_RUN:
         decision, reason = DRY_RUN, {"code": "dry_run", "text": "Eligible, but evaluated in dry-run mode: nothing was sent."}
     elif state == DEAD:
@@ -358,6 +362,8 @@ def order_story(db: Database, *, store_hash: str, order_id: int) -> dict | None:
         "deliveries": [_delivery(row) for row in deliveries],
         "cart_id_source": order["cart_id_source"],
         "note": order["cart_note"],
+        "cancellations": [_cancellation(row) for row in deliveries if row["kind"] == outbox.CANCEL],
+        "storefront": storefront_claim_story(db, store_hash=store_hash, order_id=order_id, report_built=bool(order["cart_id_source"])),
     }
 
 
@@ -374,6 +380,38 @@ def _delivery(row: dict) -> dict:
     if row["state"] == outbox.DRY_RUN:
         shown["would_have_sent"] = row["payload"]  # dry run made visible: the exact JSON body, as text
     return shown
+
+
+# --- Refunds and cancellations in the order's story -------------------------------------------
+
+CANCELLED_WORDS = {None: "", 1: " Cancelled in part in Refersion since.", 2: " Cancelled in full in Refersion since."}
+
+
+def _cancellation(row: dict) -> dict:
+    """One cancellation: which refund (or ``order``), its items, and what became of it, in plain words."""
+    try:
+        meta = json.loads(row["meta"] or "{}", parse_float=Decimal)
+    except ValueError:
+        meta = {}
+    items = [{"sku": line["sku"], "price": str(line["price"]), "quantity": line["quantity"]} for line in meta.get("lines") or []]
+    refund = meta.get("refund_id")
+    what = f"refund {refund}" if refund != "order" else "the order's refund in full or cancellation"
+    listed = ", ".join(f"{item['quantity']} × {item['sku']}" for item in items)
+    if row["state"] == outbox.DONE:
+        text = f"Refersion cancelled {listed} for {what} (HTTP {row['last_status']})."
+    elif row["state"] == DEAD:
+        text = f"Refersion refused the cancellation of {listed} for {what}: {row['last_error']}."
+    elif row["state"] == outbox.DRY_RUN:
+        text = f"Dry run: {listed} would have been cancelled for {what}; nothing was sent."
+    elif row["state"] == outbox.SKIPPED:
+        text = row["note"] or f"Not sent ({row['outcome']})."
+    elif row["attempts"]:
+        text = f"Cancelling {listed} for {what}: Refersion did not take it yet ({row['last_error']}); tried again at {iso(row['due_at'])}."
+    else:
+        text = f"Cancelling {listed} for {what}: queued" + (f" ({row['last_error']})." if row["last_error"] else ".")
+    shown = {key: value for key, value in _delivery(row).items() if key != "kind"}  # state, attempts, answer…
+    reason = row["note"] if row["state"] == outbox.SKIPPED else None
+    return {"refund_id": refund, "items": items, **shown, "reason": reason, "text": text}
 
 
 # The facts behind ``GET /metrics``, per store.
@@ -429,3 +467,125 @@ def delivery_latencies(db: Database, *, since: float) -> dict[str, list[float]]:
     ):
         latencies.setdefault(store_hash, []).append(max(0.0, seconds))
     return latencies
+
+
+# Coupon codes pushed to BigCommerce (``bridge coupons list``, the status page, ``/api/status``).
+
+COUPON_STATES = ("pushed", "already existed", "waiting", "retrying", "paused", "failed")
+
+
+def coupon_pushes(db: Database, *, stores: Iterable[str] | None = None, key: str | None = None, limit: int = 50) -> list[dict]:
+    """The newest coupon pushes (of ``stores``, or the one delivery ``key``), each with its state in words and the reason.
+
+    ``state``: ``pushed`` (created in BigCommerce), ``already existed`` (done: BigCommerce had
+    it), ``waiting``, ``retrying``, ``paused`` (the store's BigCommerce credentials were
+    refused) or ``failed`` (refused for good: ``reason`` is BigCommerce's answer).
+    """
+    visible = None if stores is None else list(stores)
+    where, params = "d.kind = ?", [outbox.COUPON]
+    if visible is not None:
+        where += f" AND d.store_hash IN ({', '.join('?' for _ in visible)})"
+        params += visible
+    if key is not None:
+        where += " AND d.key = ?"
+        params.append(key)
+    found = rows(
+        db.execute(
+            f"""
+            SELECT d.*, (SELECT reason FROM pauses p WHERE p.store_hash = d.store_hash AND p.service = 'bigcommerce') AS pause_reason
+            FROM deliveries d WHERE {where} ORDER BY d.updated_at DESC, d.id DESC LIMIT ?
+            """,
+            [*params, limit],
+        )
+    )
+    return [_coupon_push(row) for row in found]
+
+
+def _coupon_push(row: dict) -> dict:
+    asked = _json_object(row["payload"])
+    answer = _json_object(row["response"]) if row["state"] == outbox.DONE else {}
+    if row["state"] == outbox.DONE:
+        state = "pushed" if answer.get("created", True) else "already existed"
+    elif row["state"] == DEAD:
+        state = "failed"
+    elif row["pause_reason"]:
+        state = "paused"
+    elif row["attempts"]:
+        state = "retrying"
+    else:
+        state = "waiting"
+    reason = None
+    if state == "failed":
+        reason = row["last_error"] or row["response"]  # "BigCommerce answered HTTP 422: <its reason>"
+    elif state == "paused":
+        reason = row["pause_reason"]
+    elif state == "retrying":
+        reason = row["last_error"]
+    return {
+        "store_hash": row["store_hash"],
+        "code": asked.get("code", ""),
+        "state": state,
+        "reason": reason,
+        "last_status": row["last_status"],
+        "attempts": row["attempts"],
+        "source": asked.get("source"),
+        "trigger_id": asked.get("trigger_id"),
+        "queued_at": iso(row["created_at"]),
+        "at": iso(row["done_at"] or row["updated_at"]),
+        "next_attempt_at": iso(row["due_at"]) if row["state"] == PENDING else None,
+    }
+
+
+def _json_object(text: str | None) -> dict:
+    try:
+        found = json.loads(text or "")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+# The storefront script (SPEC section 4 step 3): what it reported, per order and per store.
+
+
+def storefront_claim_story(db: Database, *, store_hash: str, order_id: int, report_built: bool) -> dict:
+    """The cart id the storefront script posted for an order, and what became of it.
+
+    ``matched``: True when it named one of the order's own carts (used), False when it did
+    not (ignored), None when it was not weighed (no post, or a post after the report was built).
+    """
+    claim = storefront.find_claim(db, store_hash=store_hash, order_id=order_id)
+    if claim is None:
+        text = cart_words.STOREFRONT_SILENT if report_built else None
+        return {"reported": False, "cart_id": None, "origin": None, "claimed_at": None, "matched": None, "text": text}
+    matched = None if claim["matched"] is None else bool(claim["matched"])
+    if matched is True:
+        text = cart_words.STOREFRONT_CONFIRMED
+    elif matched is False:
+        text = cart_words.STOREFRONT_MISMATCH
+    else:
+        text = cart_words.STOREFRONT_LATE if report_built else cart_words.STOREFRONT_PENDING
+    return {
+        "reported": True,
+        "cart_id": claim["cart_id"],
+        "origin": claim["origin"],
+        "claimed_at": iso(claim["claimed_at"]),
+        "matched": matched,
+        "text": text,
+    }
+
+
+def storefront_script_health(db: Database, store_hash: str) -> dict:
+    """Whether the storefront script runs for a store: its last post, and the origins it may post from."""
+    last = storefront.last_claim_at(db, store_hash)
+    origins = storefront.origins_row(db, store_hash)
+    if last is not None:
+        detail = f"Last reported an order's cart id at {iso(last)}."
+    else:
+        detail = "No order reported yet: add the script with Script Manager (see the README), then place a test order."
+    return {
+        "last_report_at": iso(last),
+        "origins": origins["origins"] if origins else [],
+        "origins_read_at": iso(origins["read_at"]) if origins else None,
+        "origins_problem": origins["error"] if origins else None,
+        "detail": detail,
+    }

@@ -46,10 +46,11 @@ def all_incidents(db: Database, store_hash: str | None = None) -> list[dict]:
 
 def dead_counts(db: Database, store_hash: str) -> tuple[int, int]:
     """Dead events and dead deliveries of the store; alerts that could not be posted are left out
-    (telling the receiver that it refused an alert reaches nobody)."""
+    (telling the receiver that it refused an alert reaches nobody), and so are coupon codes
+    BigCommerce refused (no report to Refersion failed: the status page lists them with the reason)."""
     events = db.execute("SELECT count(*) FROM events WHERE store_hash = ? AND state = 'dead'", [store_hash]).fetchone()[0]
     deliveries = db.execute(
-        "SELECT count(*) FROM deliveries WHERE store_hash = ? AND state = 'dead' AND kind != 'alert'", [store_hash]
+        "SELECT count(*) FROM deliveries WHERE store_hash = ? AND state = 'dead' AND kind NOT IN ('alert', 'coupon')", [store_hash]
     ).fetchone()[0]
     return events, deliveries
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlite_utils import Database
 
 from bridge.storage.db import rows
-from bridge.storage.queue import PENDING, WORKING, LeasedTable
+from bridge.storage.queue import DEAD, PENDING, WORKING, LeasedTable
 
 PAID, CANCEL, COUPON, ALERT = "paid", "cancel", "coupon", "alert"
 DONE, DRY_RUN, SKIPPED = "done", "dry_run", "skipped"  # besides the queue's pending, working, dead
@@ -21,7 +21,10 @@ DONE, DRY_RUN, SKIPPED = "done", "dry_run", "skipped"  # besides the queue's pen
 # was queued: the order may have been refunded or cancelled meanwhile.
 FRESH_SECONDS = 60.0
 
-deliveries = LeasedTable("deliveries", services=("refersion", "bigcommerce"), unheld_kinds=(ALERT,))
+# A coupon push goes to BigCommerce alone: a Refersion pause does not hold it back.
+deliveries = LeasedTable(
+    "deliveries", services=("refersion", "bigcommerce"), unheld_kinds=(ALERT,), kind_services=((COUPON, ("bigcommerce",)),)
+)
 
 
 def paid_key(store_hash: str, order_id: int) -> str:
@@ -117,3 +120,55 @@ def waited(row: dict, now: float) -> bool:
 def replay(db: Database, *, store_hash: str | None = None, order_id: int | None = None, now: float) -> list[dict]:
     """Queue dead deliveries again, with fresh attempts (call in a transaction); returns them."""
     return deliveries.requeue_dead(db, now=now, store_hash=store_hash, order_id=order_id, updated_at=now)
+
+
+# --- Cancellations (one per refund, see worker/cancel.py) ----------------------------------
+
+
+def record_unsent(
+    db: Database,
+    *,
+    key: str,
+    kind: str,
+    store_hash: str,
+    order_id: int,
+    payload: str,
+    meta: str | None,
+    outcome: str,
+    note: str,
+    now: float,
+) -> bool:
+    """Record a delivery that is not to be sent (settled ``skipped``, with why in a sentence), unless
+    its key exists; True when recorded now. The story then says what happened and why nothing went."""
+    inserted = rows(
+        db.execute(
+            """
+            INSERT INTO deliveries (key, kind, store_hash, order_id, payload, meta, state, outcome, note,
+                                    due_at, created_at, updated_at, done_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT (key) DO NOTHING
+            RETURNING id
+            """,
+            [key, kind, store_hash, order_id, payload, meta, SKIPPED, outcome, note, now, now, now, now],
+        )
+    )
+    return bool(inserted)
+
+
+def of_order(db: Database, *, store_hash: str, order_id: int, kind: str) -> list[dict]:
+    """An order's deliveries of one kind, oldest first."""
+    return rows(
+        db.execute("SELECT * FROM deliveries WHERE store_hash = ? AND order_id = ? AND kind = ? ORDER BY id", [store_hash, order_id, kind])
+    )
+
+
+def requeue(db: Database, *, key: str, now: float) -> bool:
+    """Queue a dead delivery again, due now with fresh attempts (call in a transaction); True when it was dead."""
+    cursor = db.execute(
+        """
+        UPDATE deliveries SET state = ?, attempts = 0, due_at = ?, updated_at = ?, last_error = NULL
+        WHERE key = ? AND state = ?
+        """,
+        [PENDING, now, now, key, DEAD],
+    )
+    return cursor.rowcount > 0

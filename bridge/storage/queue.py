@@ -58,12 +58,15 @@ class LeasedTable:
     table: str
     services: tuple[str, ...]
     unheld_kinds: tuple[str, ...] = ()
+    # (kind, services): items of these kinds are held back by these services' pauses and holds only.
+    kind_services: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def _claim(self, db: Database, *, owner: str, now: float, lease: float, where: str, params: dict) -> list[dict]:
         if not db.conn.in_transaction:
             raise RuntimeError("a claim must run inside an immediate transaction")
         services = ", ".join(f"'{service}'" for service in self.services)
         unheld = f"kind IN ({', '.join(repr(kind) for kind in self.unheld_kinds)}) OR " if self.unheld_kinds else ""
+        unheld += self._kind_services_sql()
         return rows(
             db.execute(
                 f"""
@@ -72,7 +75,7 @@ class LeasedTable:
                 WHERE id IN (
                     SELECT id FROM {self.table}
                     WHERE ({where})
-                      AND ({unheld}(store_hash NOT IN (SELECT store_hash FROM pauses WHERE service IN ({services}))
+                      AND ({unheld}({self._other_kinds_sql()}store_hash NOT IN (SELECT store_hash FROM pauses WHERE service IN ({services}))
                            AND store_hash NOT IN (SELECT store_hash FROM holds WHERE service IN ({services}) AND until > :now)))
                       AND store_hash NOT IN (SELECT store_hash FROM stores WHERE uninstalled_at IS NOT NULL)
                     ORDER BY due_at, id
@@ -83,6 +86,22 @@ class LeasedTable:
                 {"working": WORKING, "pending": PENDING, "owner": owner, "until": now + lease, "now": now, "limit": -1, **params},
             )
         )
+
+    def _kind_services_sql(self) -> str:
+        """Conditions letting items of ``kind_services`` through unless their own services hold the store back."""
+        parts = []
+        for kind, services in self.kind_services:
+            names = ", ".join(repr(service) for service in services)
+            parts.append(
+                f"(kind = {kind!r} AND store_hash NOT IN (SELECT store_hash FROM pauses WHERE service IN ({names}))"
+                f" AND store_hash NOT IN (SELECT store_hash FROM holds WHERE service IN ({names}) AND until > :now)) OR "
+            )
+        return "".join(parts)
+
+    def _other_kinds_sql(self) -> str:
+        if not self.kind_services:
+            return ""
+        return f"kind NOT IN ({', '.join(repr(kind) for kind, _ in self.kind_services)}) AND "
 
     def claim(self, db: Database, *, owner: str, now: float, lease: float = LEASES.lease_seconds) -> dict | None:
         """Claim the next due item, or one whose lease ran out. Call inside ``db.immediate``."""

@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 from bridge.config import Settings
 from bridge.storage import db as database
 from bridge.storage.stores import StoreRegistry
-from bridge.web import app_install, auth, health, metrics, pages, status, webhooks
+from bridge.web import app_install, auth, health, metrics, pages, refersion_hooks, status, storefront, webhooks
 from bridge.web import settings as settings_page
 from bridge.web.database import close_db
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "templates"
 STATIC = ROOT / "static"
-JSON_PREFIXES = ("/webhooks/", "/api/", "/healthz")
+JSON_PREFIXES = ("/webhooks/", "/api/", "/healthz", "/storefront/cart")
 
 
 def _wants_json() -> bool:
@@ -66,6 +66,8 @@ def create_app(settings: Settings) -> Flask:
     app.register_blueprint(pages.bp)
     app.register_blueprint(app_install.bp)
     app.register_blueprint(settings_page.bp)
+    app.register_blueprint(refersion_hooks.bp)
+    storefront.init_app(app, settings)  # the blueprint with its per-address rate limit
     app.register_error_handler(HTTPException, _handle_http_error)
     app.register_error_handler(Exception, _handle_unexpected)
     app.wsgi_app = webhooks.FastIntake(app, app.wsgi_app)

@@ -37,6 +37,7 @@ DECISION_WORDS = {
 COUNT_WORDS = {"received": "Received", **DECISION_WORDS}
 HISTORY_WORDS = {"eligible": "Eligible: report it", "skipped": "Skip", "waiting": "Wait"}  # verdicts, not outcomes
 RETRYABLE = frozenset({"dead", "paused"})
+COUPONS_SHOWN = 10  # the status page's short list of coupon codes pushed
 REASON_WORDS = {
     "free_order": "Free order",
     "unknown_store": "Store not served by the bridge",
@@ -174,8 +175,11 @@ def status():
     setups = {store.store_hash: _setup(registry, db, store) for store in served}
     for store in facts["stores"]:
         store["setup"] = setups[store["store_hash"]]
+        store["storefront"] = history.storefront_script_health(db, store["store_hash"])
     days = history.daily(db, now=time.time(), stores=_visible())
-    return render_template("status.html", facts=facts, chart=chart.chart(days), multistore=len(facts["stores"]) != 1)
+    pushing = current_app.config["BRIDGE_SETTINGS"].coupons is not None
+    coupons = history.coupon_pushes(db, stores=_visible(), limit=COUPONS_SHOWN) if pushing else None
+    return render_template("status.html", facts=facts, chart=chart.chart(days), multistore=len(facts["stores"]) != 1, coupons=coupons)
 
 
 def _setup(registry: StoreRegistry, db, store: Store) -> dict:

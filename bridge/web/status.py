@@ -61,7 +61,10 @@ def _bad_request(error: BadRequest) -> tuple[Response, int]:
 def status() -> Response:
     db = get_db()
     stores = [(store.store_hash, store.mode) for store in current_app.config["BRIDGE_STORES"].all(db)]
-    return jsonify(history.status(db, stores, visible=g.viewer.stores))
+    facts = history.status(db, stores, visible=g.viewer.stores)
+    if current_app.config["BRIDGE_SETTINGS"].coupons is not None:
+        facts["coupons"] = history.coupon_pushes(db, stores=g.viewer.stores)  # besides SPEC's keys
+    return jsonify(facts)
 
 
 @bp.get("/api/orders/<order_id>")

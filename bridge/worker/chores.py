@@ -96,4 +96,4 @@ def run_next(ctx: Context) -> bool:
 
 
 # Each chore module appends its Chore to CHORES when imported (after CHORES exists).
-from bridge.worker import alerts, hook_health, purge, reconcile  # noqa: E402, F401
+from bridge.worker import alerts, hook_health, purge, reconcile, storefront_origins  # noqa: E402, F401

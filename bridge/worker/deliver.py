@@ -7,11 +7,12 @@ longer eligible, and its report is dropped instead of falsely crediting an affil
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 
 from bridge.clients.alerts import AlertReply, post_alert
-from bridge.clients.bigcommerce import BigCommerceError
+from bridge.clients.bigcommerce import BigCommerceError, BigCommerceReply
 from bridge.clients.refersion import Reply
 from bridge.core import rules
 from bridge.core.retry import Action, Failure, Outcome, classify, parse_retry_after
@@ -19,6 +20,7 @@ from bridge.storage import outbox
 from bridge.storage.db import immediate
 from bridge.storage.queue import DEAD, PENDING
 from bridge.storage.stores import REFERSION, Store
+from bridge.worker import cancel
 from bridge.worker.context import Context
 from bridge.worker.evaluate import record
 
@@ -39,10 +41,16 @@ def send_alert(ctx: Context, store: Store | None, row: dict) -> Reply:
     return post_alert(url, row["payload"])
 
 
-# One sender per kind; cancellations and coupon pushes join here with their features.
-SENDERS: dict[str, Callable[[Context, Store, dict], Reply]] = {outbox.PAID: send_paid, outbox.ALERT: send_alert}
+# One sender per kind (coupon pushes join below, with their sender).
+SENDERS: dict[str, Callable[[Context, Store, dict], Reply]] = {
+    outbox.PAID: send_paid,
+    outbox.CANCEL: cancel.send_cancel,
+    outbox.ALERT: send_alert,
+}
 # Kinds that go to neither Refersion nor BigCommerce: sent whatever the store's credentials.
 STORELESS = (outbox.ALERT,)
+# Kinds sent to BigCommerce, not Refersion: they need no Refersion key pair, and a refusal pauses the store's BigCommerce side.
+TO_BIGCOMMERCE = (outbox.COUPON,)
 
 
 def handle_next(ctx: Context) -> bool:
@@ -55,6 +63,12 @@ def handle_next(ctx: Context) -> bool:
         row = outbox.deliveries.claim(ctx.db, owner=ctx.owner, now=ctx.clock(), lease=ctx.leases.lease_seconds)
     if row is None:
         return False
+    handle_row(ctx, row)
+    return True
+
+
+def handle_row(ctx: Context, row: dict) -> None:
+    """Send one claimed delivery with its kind's sender and record the answer."""
     what = f"{row['kind']} delivery {row['id']} (order {row['order_id']} of store {row['store_hash']})"
     store = ctx.stores.get(ctx.db, row["store_hash"])
     sender = SENDERS.get(row["kind"])
@@ -66,8 +80,8 @@ def handle_next(ctx: Context) -> bool:
                 ctx.db, [row["id"]], owner=ctx.owner, state=PENDING, due_at=ctx.clock() + UNKNOWN_STORE_DELAY, last_error=reason
             )
         log.warning("Holding %s: %s", what, reason)
-        return True
-    if row["kind"] == outbox.PAID and store.policy(ctx.policy).dry_run:
+        return
+    if row["kind"] in (outbox.PAID, outbox.CANCEL) and store.policy(ctx.policy).dry_run:
         # Dry run turned on after the report was queued: the point is to send nothing now.
         now = ctx.clock()
         with immediate(ctx.db):
@@ -75,15 +89,17 @@ def handle_next(ctx: Context) -> bool:
                 ctx.db, [row["id"]], owner=ctx.owner, state=outbox.DRY_RUN, outcome="dry_run", updated_at=now, done_at=now
             )
         log.info("Dry run: %s recorded, not sent", what)
-        return True
-    if needs_store and store.refersion is None:
+        return
+    if row["kind"] == outbox.CANCEL and cancel.settled_unsent(ctx, store, row):
+        return
+    if needs_store and store.refersion is None and row["kind"] not in TO_BIGCOMMERCE:
         reason = NO_KEYS
         with immediate(ctx.db):
             ctx.pause(row["store_hash"], REFERSION, reason)
             outbox.deliveries.settle(ctx.db, [row["id"]], owner=ctx.owner, state=PENDING, due_at=ctx.clock(), last_error=reason)
-        return True
+        return
     if row["kind"] == outbox.PAID and outbox.waited(row, ctx.clock()) and not _still_eligible(ctx, store, row):
-        return True
+        return
     try:
         reply = sender(ctx, store, row)
     except Exception as error:  # a bug on our side, not an answer from the remote
@@ -92,7 +108,6 @@ def handle_next(ctx: Context) -> bool:
     ctx.unrecorded = (row, reply)
     ctx.write(f"the answer to {what}", lambda: record_reply(ctx, row, reply))
     ctx.unrecorded = None
-    return True
 
 
 def _still_eligible(ctx: Context, store: Store, row: dict) -> bool:
@@ -138,16 +153,26 @@ def record_reply(ctx: Context, row: dict, reply: Reply) -> None:
         outcome = Outcome(Action.DEAD)  # a refused alert URL is fixed in the config; the store's reports are not paused for it
     now = ctx.clock()
     seen = {"last_status": reply.status, "response": reply.body if reply.status else None, "updated_at": now}
+    service = "bigcommerce" if row["kind"] in TO_BIGCOMMERCE else "refersion"
     if row["kind"] in STORELESS:
         what, done = f"{row['kind']} {row['id']} about store {row['store_hash']}", "Delivered %s to the alert receiver (HTTP %s)"
+    elif service == "bigcommerce":
+        what, done = f"{row['kind']} {row['id']} of store {row['store_hash']}", "Sent %s to BigCommerce (HTTP %s)"
     else:
         what, done = f"order {row['order_id']} of store {row['store_hash']} ({row['kind']})", "Reported %s to Refersion (HTTP %s)"
     if outcome.action is Action.DONE:
         settle = {"state": outbox.DONE, "done_at": now, "last_error": None}
         log.info(done, what, reply.status)
+    elif outcome.action is Action.PAUSE and service == "bigcommerce":
+        ctx.pause(row["store_hash"], service, f"BigCommerce refused the store's API credentials ({reply.summary}).")
+        settle = {"state": PENDING, "due_at": now, "last_error": reply.summary}
     elif outcome.action is Action.PAUSE:
         ctx.pause(row["store_hash"], "refersion", f"Refersion refused the API keys ({reply.summary}).")
         settle = {"state": PENDING, "due_at": now, "last_error": reply.summary}
+    elif outcome.rate_limited and service == "bigcommerce":
+        # The store's shared quota is spent: hold its BigCommerce work, burning no attempt.
+        until = ctx.hold(row["store_hash"], service, parse_retry_after(reply.retry_after, now), reply.summary)
+        settle = {"state": PENDING, "due_at": until, "last_error": reply.summary}
     else:
         retry_after = parse_retry_after(reply.retry_after, now)
         settle = ctx.failure_columns(row["attempts"] + 1, outcome, retry_after, reply.summary)
@@ -157,3 +182,36 @@ def record_reply(ctx: Context, row: dict, reply: Reply) -> None:
             log.warning("Delivery of %s failed (%s); retrying in %.0f s", what, reply.summary, settle["due_at"] - now)
     if not outbox.deliveries.settle(ctx.db, [row["id"]], owner=ctx.owner, **seen, **settle):
         log.warning("Lost the lease on delivery %s before recording the answer", row["id"])
+
+
+# --- Coupon codes pushed to BigCommerce (Refersion's coupon triggers, ``bridge coupons push``) -------
+
+
+def send_coupon(ctx: Context, store: Store, row: dict) -> Reply:
+    """Create the row's code in BigCommerce from the ``coupons.*`` template; an existing code is done."""
+    template = ctx.settings.coupons
+    if template is None:  # coupon push was turned off after this was queued: it waits for the template, then goes dead
+        return BigCommerceReply(None, body="coupon push is off (no [coupons] section)", failure=Failure.CONNECTION)
+    code = json.loads(row["payload"])["code"]
+    try:
+        made = ctx.bigcommerce(store).create_coupon_code(code, template, now=ctx.clock())
+    except BigCommerceError as error:
+        return BigCommerceReply.of_error(error)
+    answer = {"code": made.code, "id": made.id, "created": made.created, "api": template.api}
+    return BigCommerceReply(made.status, body=json.dumps(answer, separators=(",", ":")))
+
+
+SENDERS[outbox.COUPON] = send_coupon
+
+
+def send_now(ctx: Context, key: str) -> dict | None:
+    """Claim the pending delivery with ``key`` and send it at once, as the worker would; returns the row
+    as recorded, or None when it could not be claimed (not pending, or its store is held back)."""
+    with immediate(ctx.db):
+        claimed = outbox.deliveries.claim_pending(
+            ctx.db, owner=ctx.owner, now=ctx.clock(), where="key = :key", params={"key": key}, lease=ctx.leases.lease_seconds
+        )
+    if not claimed:
+        return None
+    handle_row(ctx, claimed[0])
+    return outbox.find(ctx.db, key)

@@ -14,19 +14,27 @@ from bridge.clients.bigcommerce import BigCommerceError
 from bridge.clients.refersion import dumps
 from bridge.core import rules
 from bridge.core.hooks import REFUND_CREATED
-from bridge.core.payload import CartId, build_paid_order, choose_cart_id, reported_lines, transaction_currency
+from bridge.core.payload import (
+    STOREFRONT_SOURCE,
+    CartId,
+    build_paid_order,
+    check_storefront_claim,
+    choose_cart_id,
+    reported_lines,
+    transaction_currency,
+)
 from bridge.core.retry import Action, Failure, Outcome, classify
-from bridge.storage import carts, decisions, inbox, outbox, stores
+from bridge.storage import carts, decisions, inbox, outbox, storefront, stores
 from bridge.storage.db import immediate
 from bridge.storage.decisions import OrderFacts
 from bridge.storage.queue import DEAD, PENDING
 from bridge.storage.stores import Store
+from bridge.worker import cancel
 from bridge.worker.context import Context
 
 log = logging.getLogger(__name__)
 
 SUPERSEDED = "Decided on an older read of the order than a decision already made; the newer one stands."
-AWAITING_CANCELLATION = "A refund of a reported order: kept for the cancellation it calls for."
 UNINSTALLED = "Held: the app was uninstalled from the store; taken up again if it is installed again."
 
 EARLIER = {
@@ -116,16 +124,14 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
     if earlier is not None and earlier["state"] in EARLIER:
         # Reported (or settled) already: no BigCommerce call needed to know that.
         decision = rules.decide(None, policy, order_id=order_id, earlier=EARLIER[earlier["state"]])
-        refunds = [row["id"] for row in claimed if row["scope"] == REFUND_CREATED]
-        if earlier["state"] != outbox.DONE:
-            refunds = []
-        with immediate(ctx.db):
-            if refunds:
-                # A refund of a reported order is a cancellation to send: kept for that job.
-                _settle(ctx, refunds, state=inbox.DEFERRED, outcome="awaiting_cancellation", note=AWAITING_CANCELLATION)
-            others = [event_id for event_id in ids if event_id not in refunds]
-            if others:
+        # Only a refund or a cancellation of the order costs BigCommerce calls (worker/cancel.py).
+        refunds = cancel.triggers(claimed)
+        others = [event_id for event_id in ids if event_id not in {row["id"] for row in refunds}]
+        if others:
+            with immediate(ctx.db):
                 _settle(ctx, others, state=inbox.DONE, outcome=decision.codes[0], note=decision.summary)
+        if refunds:
+            cancel.follow(ctx, store, order_id, refunds, earlier)
         _log(store_hash, order_id, decision)
         return
 
@@ -137,15 +143,18 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
         _recheck_queued(ctx, store_hash, order_id, claimed, earlier, order, decision, policy)
         return
 
-    cart = payload = meta = None
+    cart = payload = meta = claim = None
     if decision.report:
         lines = client.fetch_order_products(order_id)
         decision = rules.decide_lines(lines, policy) or decision
     if decision.report:
         coupons = client.fetch_order_coupons(order_id)
-        known = carts.known_cart_ids(ctx.db, store_hash=store_hash, order_id=order_id)
+        known = {**carts.known_cart_ids(ctx.db, store_hash=store_hash, order_id=order_id), "order": order["cart_id"]}
+        # The storefront's post counts only when it names one of the order's own carts.
+        claim = storefront.find_claim(ctx.db, store_hash=store_hash, order_id=order_id)
+        check = check_storefront_claim(claim["cart_id"] if claim else None, known)
         cart = choose_cart_id(
-            {**known, "order": order["cart_id"]}, key=ctx.settings.webhooks.secret.encode(), store_hash=store_hash, order_id=order_id
+            {**known, STOREFRONT_SOURCE: check.value}, key=ctx.settings.webhooks.secret.encode(), store_hash=store_hash, order_id=order_id
         )
         gift = policy.report_gift_certificates
         body = build_paid_order(
@@ -156,12 +165,21 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
     note = decision.summary
     if payload is not None and policy.dry_run:
         note = f"Dry run: {note} Nothing was sent."
+    refunds = [row["id"] for row in cancel.triggers(claimed)] if payload is not None else []
+    if payload is not None and policy.sync_cancellations and not refunds and order["status_id"] == cancel.PARTIALLY_REFUNDED:
+        refunds = ids[:1]  # reported as placed though already refunded in part: its refunds follow once it is delivered
+    unreported = [row["id"] for row in claimed if row["scope"] == REFUND_CREATED] if payload is None else []
     with immediate(ctx.db):
         # The decision first: only one made on the newest read of the order may queue a report.
         if not record(ctx, store_hash, order_id, decision, order, cart):
             _settle(ctx, ids, state=inbox.DONE, outcome="superseded", note=SUPERSEDED)
             log.info("Order %s of store %s: %s on an older read, superseded", order_id, store_hash, decision.verdict.value)
             return
+        if claim is not None:
+            matched = cart.source == STOREFRONT_SOURCE
+            storefront.mark_checked(ctx.db, store_hash=store_hash, order_id=order_id, matched=matched, now=ctx.clock())
+            if not matched:
+                log.warning("Order %s of store %s: %s", order_id, store_hash, check.note)
         if payload is not None:
             now, dry_run = ctx.clock(), policy.dry_run
             queued = outbox.enqueue(
@@ -177,7 +195,14 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
             )
             if not queued:
                 outbox.rearm_skipped(ctx.db, key=key, payload=payload, meta=meta, now=now, dry_run=dry_run)
-        _settle(ctx, ids, state=inbox.DONE, outcome=decision.verdict.value, note=note)
+            if refunds:
+                cancel.keep_until_reported(ctx, refunds, outbox.find(ctx.db, key))
+        if unreported:
+            why = cancel.NOT_REPORTED_NOTE.format(why=decision.summary.rstrip("."))
+            _settle(ctx, unreported, state=inbox.DONE, outcome=cancel.NOT_REPORTED, note=why)
+        _settle(
+            ctx, [i for i in ids if i not in refunds and i not in unreported], state=inbox.DONE, outcome=decision.verdict.value, note=note
+        )
     _log(store_hash, order_id, decision)
 
 
@@ -197,11 +222,10 @@ def _recheck_queued(
         decision = rules.decide(None, policy, order_id=order_id, earlier=rules.Earlier.QUEUED)
         # A partial refund of an order still reportable: looked at again once its report is
         # settled, to be kept for the cancellation then.
-        refunds = [row["id"] for row in claimed if row["scope"] == REFUND_CREATED]
+        refunds = [row["id"] for row in cancel.triggers(claimed)]
         with immediate(ctx.db):
             if refunds:
-                after = max(ctx.clock(), earlier["due_at"], earlier["lease_until"] or 0) + 1
-                inbox.events.settle(ctx.db, refunds, owner=ctx.owner, state=PENDING, due_at=after, last_error=None)
+                cancel.keep_until_reported(ctx, refunds, earlier)
             others = [event_id for event_id in ids if event_id not in refunds]
             if others:
                 _settle(ctx, others, state=inbox.DONE, outcome=decision.codes[0], note=decision.summary)

@@ -26,7 +26,8 @@ def test_every_command_has_help(command):
 
 def test_the_commands_of_this_version():
     assert sorted(cli.commands) == [
-        "backfill", "check", "demo", "hooks", "keys", "orders", "purge", "replay", "send-test-webhook", "serve", "web", "worker"
+        "backfill", "check", "coupons", "demo", "hooks", "keys", "orders", "purge", "replay", "send-test-webhook", "serve", "web",
+        "worker",
     ]  # fmt: skip
 
 
@@ -127,6 +128,7 @@ def _bad_port_config(tmp_path, name):
 # Groups and commands that need more words.
 FULL_COMMAND = {
     "backfill": ["backfill", "--since", "2026-11-01"],
+    "coupons": ["coupons", "list"],
     "hooks": ["hooks", "list"],
     "keys": ["keys", "rotate"],
     "orders": ["orders", "list"],

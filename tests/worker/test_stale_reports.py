@@ -99,8 +99,8 @@ def test_a_partial_refund_while_the_report_waits_still_reports_the_order_as_plac
     post_webhook(client, status_updated(order_id, 11))
     worker.run_until_idle()
 
-    bigcommerce.update(order_id, status_id=14, payment_status="partially refunded")
-    post_webhook(client, refund_created(order_id))
+    refund = bigcommerce.refund(order_id, amount="10.00")  # an amount of the order, no product: status 14
+    post_webhook(client, refund_created(order_id, refund["id"]))
     clock.advance(3600)
     worker.run_until_idle()
 
@@ -110,7 +110,7 @@ def test_a_partial_refund_while_the_report_waits_still_reports_the_order_as_plac
     clock.advance(2)  # the refund event is looked at again once the report is settled
     worker.run_until_idle()
     refund = next(db.query("SELECT state, outcome FROM events WHERE scope = 'store/order/refund/created'"))
-    assert (refund["state"], refund["outcome"]) == ("deferred", "awaiting_cancellation")  # kept for its cancellation
+    assert (refund["state"], refund["outcome"]) == ("done", "nothing_to_cancel")  # followed: it took back no product
 
 
 def test_without_cancellation_sync_a_partial_refund_drops_the_waiting_report(
@@ -221,14 +221,14 @@ def test_a_refund_while_a_dead_workers_lease_holds_the_report_is_rechecked_befor
     assert next(db.query("SELECT outcome FROM events WHERE scope = 'store/order/refund/created'"))["outcome"] != "already_queued"
 
 
-def test_a_refund_of_a_reported_order_is_kept_for_its_cancellation(client, worker, bigcommerce, refersion, db):
+def test_a_refund_of_a_reported_order_is_followed_by_its_cancellation(client, worker, bigcommerce, refersion, db):
     order_id = bigcommerce.add(load_fixture("manual_discount"))
     post_webhook(client, status_updated(order_id, 11))
     worker.run_until_idle()
     calls = bigcommerce.calls(order_id)
-    bigcommerce.update(order_id, status_id=14, payment_status="partially refunded")
-    post_webhook(client, refund_created(order_id, refund_id=7))
+    refund = bigcommerce.refund(order_id, [(bigcommerce.order_products(order_id)[0]["id"], 1)])
+    post_webhook(client, refund_created(order_id, refund_id=refund["id"]))
     worker.run_until_idle()
     row = next(db.query("SELECT state, outcome FROM events WHERE scope = 'store/order/refund/created'"))
-    assert (row["state"], row["outcome"]) == ("deferred", "awaiting_cancellation")
-    assert bigcommerce.calls(order_id) == calls  # no call needed to know the order was reported
+    assert (row["state"], row["outcome"]) == ("done", "cancellation_queued")
+    assert bigcommerce.calls(order_id) == calls + 1  # the order's refunds only: no call to know it was reported
