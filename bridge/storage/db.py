@@ -383,6 +383,7 @@ def m010_refersion_events(db: Database) -> None:
     db.execute("CREATE INDEX refersion_events_received ON refersion_events (store_hash, received_at)")
 
 
+@migrations()
 def m011_storefront(db: Database) -> None:
     """The cart ids the storefront script posted (claims, one per order) and each store's storefront
     origins as last read from BigCommerce (see storage/storefront.py)."""

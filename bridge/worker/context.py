@@ -35,6 +35,15 @@ HOLD_MEMORY_SECONDS = 60.0  # a 429 this soon after the last hold ended counts a
 LOCK_POLL_SECONDS = 0.0005
 PROMPT_LOCK_SECONDS = 2.0
 SQLITE_BUSY = 5
+SQLITE_ERROR = 1  # SQL error: a missing table or column, a syntax error
+
+
+def mendable(error: sqlite3.Error) -> bool:
+    """False for an error no wait can mend (a missing table, a misused connection): a bug, raised at
+    once rather than retried for DB_RETRY_SECONDS. A locked, full, read-only or failing disk is waited for."""
+    if isinstance(error, (sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+        return False
+    return not (isinstance(error, sqlite3.OperationalError) and (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF == SQLITE_ERROR)
 
 
 class Context:
@@ -153,6 +162,8 @@ class Context:
                 self._write_promptly(write)
                 return
             except sqlite3.Error as error:
+                if not mendable(error):
+                    raise
                 now = time.monotonic()
                 if self.stop.is_set():
                     stopping_deadline = stopping_deadline or now + STOP_GRACE_SECONDS

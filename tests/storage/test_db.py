@@ -22,3 +22,14 @@ def test_reopening_an_existing_file_keeps_its_data_and_applies_nothing_twice(tmp
     assert db.execute("SELECT count(*) FROM pauses").fetchone()[0] == 1
     assert migrations.pending(db) == []
     db.close()
+
+
+def test_every_migration_function_is_registered_in_order():
+    """A migration written without its decorator is never applied (a merge once dropped one)."""
+    import inspect
+    import re
+
+    from bridge.storage import db as module
+
+    written = sorted(name for name, _ in inspect.getmembers(module, inspect.isfunction) if re.fullmatch(r"m\d{3}_\w+", name))
+    assert [m.name for m in migrations._migrations] == written

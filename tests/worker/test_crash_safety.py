@@ -305,3 +305,17 @@ def test_work_that_cannot_be_handed_back_is_taken_up_again_when_its_lease_runs_o
     clock.advance(LEASE_SECONDS + 1)
     worker.run_until_idle()
     assert refersion.attempts == ["82"]
+
+
+def test_a_write_that_fails_for_a_reason_no_wait_can_mend_is_raised_at_once(worker):
+    """Only a database that cannot take a write now (locked, full, read-only) is waited for; a bug
+    such as a missing table would otherwise hold the worker for DB_RETRY_SECONDS, retrying in vain."""
+    import sqlite3
+    import time
+
+    import pytest
+
+    started = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        worker.ctx.write("a row", lambda: worker.db.execute("INSERT INTO no_such_table VALUES (1)"))
+    assert time.monotonic() - started < 1.0
