@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ PAGE_SIZE = 250  # the V2 maximum: one call for all but the largest orders
 # resets: a request the headers say will be refused is never sent (other apps share the quota).
 QUOTA_RESERVE = 1
 QUOTA_RESET_MARGIN = 0.001  # seconds added to the announced reset: it is whole milliseconds, rounded down
+WINDOW_TOLERANCE = 0.5  # seconds: answers whose announced resets differ by less belong to one window
 HOOKS_PAGE_SIZE = 250
 T = TypeVar("T")
 
@@ -168,6 +170,7 @@ class OrderSchema(Lenient):
     currency_code = Text()
     default_currency_code = Text()
     cart_id = Text()
+    items_total = Count(default=None)  # the quantity of every line together: tells when the lines are all read
     ip_address = Text()
     ip_address_v6 = Text()
     billing_address = fields.Nested(BillingAddressSchema, load_default=lambda: BillingAddressSchema().load({}))
@@ -380,6 +383,52 @@ class OrdersPage:
     listed_until: float | None
 
 
+class QuotaGate:
+    """One store's API quota as every client of the store in one worker sees it.
+
+    The worker serves a store on several threads at once, each with its own client: a gate
+    shared by them keeps the requests in flight in the count, so that together they never
+    send one the quota would refuse. ``X-Rate-Limit-Requests-Left`` of the latest answer,
+    less the requests still in flight (some may be counted in it already: the count errs
+    on the safe side), must stay above ``QUOTA_RESERVE``; otherwise nothing is sent until
+    the window resets.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.in_flight = 0
+        self.left: int | None = None  # from the latest answer of the current window
+        self.resets_at: float | None = None  # when the current window ends (on the clients' clock)
+        self.spent_until = 0.0  # nothing is sent before this time: the window's quota is used up
+
+    def enter(self, now: float) -> float:
+        """Count a request about to be sent and return 0, or return the seconds to wait (nothing counted)."""
+        with self._lock:
+            if self.resets_at is not None and now >= self.resets_at:
+                self.left = self.resets_at = None  # a fresh window: the next answers tell its quota
+            if now < self.spent_until:
+                return self.spent_until - now
+            if self.left is not None and self.resets_at is not None and self.left - self.in_flight <= QUOTA_RESERVE:
+                self.spent_until = self.resets_at + QUOTA_RESET_MARGIN
+                return self.spent_until - now
+            self.in_flight += 1
+            return 0.0
+
+    def leave(self, left: int | None, reset: float | None, now: float) -> None:
+        """A counted request was answered (``left`` and ``reset`` from its headers, None when absent)."""
+        with self._lock:
+            self.in_flight = max(0, self.in_flight - 1)
+            if left is None or reset is None:
+                return
+            resets_at = now + reset
+            if self.resets_at is None or resets_at > self.resets_at + WINDOW_TOLERANCE:
+                self.left, self.resets_at = left, resets_at  # the first answer of a new window
+            else:
+                self.left = min(left, self.left if self.left is not None else left)  # answers arrive out of order
+            if left <= QUOTA_RESERVE:
+                self.spent_until = max(self.spent_until, resets_at + QUOTA_RESET_MARGIN)
+
+
 class BigCommerceClient:
     """Reads one store's orders. Counts its calls: the store's quota is shared."""
 
@@ -392,7 +441,9 @@ class BigCommerceClient:
         client_id: str | None = None,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        quota: QuotaGate | None = None,
     ):
+        """:param quota: the store's gate shared with the other clients of the store (the worker's threads); its own if None."""
         self.store_hash = store_hash
         self.clock = clock  # the worker's clock: quota resets are times on it
         self._v2 = _Connection(
@@ -403,12 +454,13 @@ class BigCommerceClient:
         )
         self.calls = 0
         self.rate_limit: RateLimit | None = None  # from the last answer that carried the headers
-        self.quota_spent_until = 0.0  # the time (on ``clock``) at which the spent quota window resets
+        self.quota = quota or QuotaGate()
         self.held_back = False  # the last call was not sent: the quota headers said it would be refused
 
-    def _quota_spent(self, resource: str) -> None:
-        """Raise a 429-like error, without sending, while the last answer said the quota is spent."""
-        wait = self.quota_spent_until - self.clock()
+    def _enter_quota(self, resource: str) -> None:
+        """Count the request against the store's quota, or raise a 429-like error, without sending,
+        while the answers so far say the quota would refuse it."""
+        wait = self.quota.enter(self.clock())
         self.held_back = wait > 0
         if self.held_back:
             raise BigCommerceError(
@@ -418,29 +470,19 @@ class BigCommerceClient:
                 detail=f"X-Rate-Limit-Requests-Left was {QUOTA_RESERVE} or less",
             )
 
-    def _note_quota(self, response: requests.Response | None) -> None:
-        """Remember when the quota window resets if this answer says it is (nearly) spent."""
-        if response is None:
-            return
-        try:
-            left = int(response.headers["X-Rate-Limit-Requests-Left"])
-        except (KeyError, ValueError, TypeError):
-            return
-        reset = _reset_seconds(response.headers)
-        if left <= QUOTA_RESERVE and reset is not None:
-            self.quota_spent_until = self.clock() + reset + QUOTA_RESET_MARGIN
-
     def _call(self, connection: _Connection, method: str, resource: str, *, body: dict | None = None, **query):
         """One request through the package's connection; returns parsed JSON, or None for 204."""
-        self._quota_spent(resource)
+        self._enter_quota(resource)
         self.calls += 1
         connection._last_response = None
         try:
             return self._send(connection, method, resource, body=body, **query)
         finally:
             answer = connection._last_response
-            if answer is not None and "X-Rate-Limit-Requests-Left" in answer.headers:
-                self.rate_limit = RateLimit.from_headers(answer.headers, time.monotonic())
+            headers = answer.headers if answer is not None else {}
+            self.quota.leave(_whole(headers.get("X-Rate-Limit-Requests-Left")), _reset_seconds(headers), self.clock())
+            if "X-Rate-Limit-Requests-Left" in headers:
+                self.rate_limit = RateLimit.from_headers(headers, time.monotonic())
 
     def _send(self, connection: _Connection, method: str, resource: str, *, body: dict | None = None, **query):
         try:
@@ -455,7 +497,7 @@ class BigCommerceClient:
             else:
                 raise ValueError(f"unsupported method {method}")
         except bc_exception.RateLimitingException as error:
-            self._note_quota(error.response)
+            connection._last_response = connection._last_response or error.response
             raise BigCommerceError(
                 f"BigCommerce rate limit reached on {resource}",
                 status=429,
@@ -463,7 +505,6 @@ class BigCommerceClient:
                 detail=_detail(error.content),
             ) from None
         except bc_exception.HttpException as error:
-            self._note_quota(connection._last_response)
             raise BigCommerceError(
                 f"BigCommerce answered {error.status_code} to {resource}: {_short(error.content)}",
                 status=error.status_code,
@@ -481,7 +522,6 @@ class BigCommerceClient:
                 failure=Failure.CONNECTION,
                 detail=_short(reason(error), 200),
             ) from None
-        self._note_quota(connection._last_response)
         if connection._last_response is not None and connection._last_response.status_code == 204:
             return None
         return result
@@ -508,7 +548,12 @@ class BigCommerceClient:
                 f"BigCommerce sent {what} we cannot read: {_short(str(error.messages))}", failure=Failure.BAD_RESPONSE
             ) from None
 
-    def _get_list(self, resource: str, what: str, schema: Schema) -> list[dict]:
+    def _get_list(self, resource: str, what: str, schema: Schema, complete: Callable[[list[dict]], bool] | None = None) -> list[dict]:
+        """Every item of a V2 list, page by page.
+
+        :param complete: says from the items read so far that none can follow; without it, or
+            while it says no, reading goes on to an empty page or a 204.
+        """
         items: list[dict] = []
         page = 1
         while True:
@@ -520,7 +565,10 @@ class BigCommerceClient:
             if not batch:
                 break
             items.extend(self._load(schema, batch, what, many=True))
-            # A short page is not proof of the last one: only an empty page or a 204 is.
+            # A short page is not proof of the last one (BigCommerce may answer fewer than asked
+            # for while more follow): only an empty page, a 204 or what ``complete`` knows is.
+            if len(batch) < PAGE_SIZE and complete is not None and complete(items):
+                break
             page += 1
         return items
 
@@ -660,8 +708,14 @@ class BigCommerceClient:
                 page += 1
             yield OrdersPage(fresh, cursor if last is not None else None)
 
-    def fetch_order_products(self, order_id: int) -> list[dict]:
-        return self._get_list(f"orders/{order_id}/products", f"the lines of order {order_id}", OrderProductSchema())
+    def fetch_order_products(self, order_id: int, items_total: int | None = None) -> list[dict]:
+        """The order's lines. With the order's ``items_total``, a page whose lines bring the quantity read
+        to exactly that total is the last one: no call for the empty page that would follow."""
+
+        def complete(lines: list[dict]) -> bool:
+            return items_total is not None and sum(line["quantity"] or 0 for line in lines) == items_total
+
+        return self._get_list(f"orders/{order_id}/products", f"the lines of order {order_id}", OrderProductSchema(), complete)
 
     def fetch_order_coupons(self, order_id: int) -> list[dict]:
         return self._get_list(f"orders/{order_id}/coupons", f"the coupons of order {order_id}", OrderCouponSchema())

@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import secrets
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from sqlite_utils import Database
@@ -186,14 +187,22 @@ def open_order_events(db: Database, *, store_hash: str, order_id: int) -> int:
     ).fetchone()[0]
 
 
-def claim_order_events(db: Database, *, owner: str, now: float, lease: float = LEASES.lease_seconds) -> list[dict]:
+def claim_order_events(
+    db: Database,
+    *,
+    owner: str,
+    now: float,
+    lease: float = LEASES.lease_seconds,
+    skip_stores: Collection[str] = (),
+    skip_orders: Collection[tuple[str, int]] = (),
+) -> list[dict]:
     """Claim the next due order event together with every other pending event for the same order.
 
     The worker reads the order's current state once for all of them: three webhooks
     fired by one checkout cost one round of BigCommerce calls, not three.
     """
     with immediate(db):
-        first = events.claim(db, owner=owner, now=now, lease=lease)
+        first = events.claim(db, owner=owner, now=now, lease=lease, skip_stores=skip_stores, skip_orders=skip_orders)
         if first is None:
             return []
         scopes = ", ".join(f"'{scope}'" for scope in EVALUATED_SCOPES)

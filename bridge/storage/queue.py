@@ -13,7 +13,7 @@ items of a store that uninstalled the app: they wait, kept, for a re-install.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 from sqlite_utils import Database
@@ -103,16 +103,32 @@ class LeasedTable:
             return ""
         return f"kind NOT IN ({', '.join(repr(kind) for kind, _ in self.kind_services)}) AND "
 
-    def claim(self, db: Database, *, owner: str, now: float, lease: float = LEASES.lease_seconds) -> dict | None:
-        """Claim the next due item, or one whose lease ran out. Call inside ``db.immediate``."""
-        found = self._claim(
-            db,
-            owner=owner,
-            now=now,
-            lease=lease,
-            where="(state = :pending AND due_at <= :now) OR (state = :working AND lease_until < :now)",
-            params={"limit": 1},
-        )
+    def claim(
+        self,
+        db: Database,
+        *,
+        owner: str,
+        now: float,
+        lease: float = LEASES.lease_seconds,
+        skip_stores: Collection[str] = (),
+        skip_orders: Collection[tuple[str, int]] = (),
+    ) -> dict | None:
+        """Claim the next due item, or one whose lease ran out. Call inside ``db.immediate``.
+
+        ``skip_stores`` and ``skip_orders`` (store hash, order id) are left for later: the
+        worker's threads are busy with as much of them as it allows at once.
+        """
+        where = "((state = :pending AND due_at <= :now) OR (state = :working AND lease_until < :now))"
+        params: dict = {"limit": 1}
+        if skip_stores:
+            names = [f":skip_store{n}" for n in range(len(skip_stores))]
+            where += f" AND store_hash NOT IN ({', '.join(names)})"
+            params.update({name[1:]: value for name, value in zip(names, skip_stores, strict=True)})
+        if skip_orders:
+            names = [f":skip_order{n}" for n in range(len(skip_orders))]
+            where += f" AND coalesce(store_hash || ':' || order_id, '') NOT IN ({', '.join(names)})"
+            params.update({name[1:]: f"{store}:{order}" for name, (store, order) in zip(names, skip_orders, strict=True)})
+        found = self._claim(db, owner=owner, now=now, lease=lease, where=where, params=params)
         return found[0] if found else None
 
     def claim_pending(

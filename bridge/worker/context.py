@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from sqlite_utils import Database
 
-from bridge.clients.bigcommerce import BigCommerceClient
+from bridge.clients.bigcommerce import BigCommerceClient, QuotaGate
 from bridge.clients.refersion import RefersionClient
 from bridge.config import Settings
 from bridge.core.retry import Action, Outcome
@@ -46,6 +46,37 @@ def mendable(error: sqlite3.Error) -> bool:
     return not (isinstance(error, sqlite3.OperationalError) and (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF == SQLITE_ERROR)
 
 
+class ClientPool:
+    """Idle BigCommerce clients by store, shared by a worker's lanes: a lane borrows one for an
+    item and gives it back after, so a worker serving many stores on many lanes holds about as
+    many clients (sessions, kept-alive connections) as it has requests in flight, not lanes × stores."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: dict[str, list[tuple[Store, BigCommerceClient]]] = {}
+
+    def borrow(self, store: Store) -> BigCommerceClient | None:
+        with self._lock:
+            idle = self._idle.get(store.store_hash, [])
+            while idle:
+                known, client = idle.pop()
+                if known == store:
+                    return client
+                client.close()  # the store's credentials changed since
+        return None
+
+    def give_back(self, store: Store, client: BigCommerceClient) -> None:
+        with self._lock:
+            self._idle.setdefault(store.store_hash, []).append((store, client))
+
+    def close(self) -> None:
+        with self._lock:
+            for idle in self._idle.values():
+                for _, client in idle:
+                    client.close()
+            self._idle.clear()
+
+
 class Context:
     """One worker's shared state; handlers receive it and keep none of their own."""
 
@@ -58,7 +89,11 @@ class Context:
         rng: Callable[[], float],
         owner: str,
         leases: Leases,
+        quotas: dict[str, QuotaGate] | None = None,
+        clients: ClientPool | None = None,
     ):
+        """:param quotas: each store's quota gate, shared with the other contexts of one worker (its lanes).
+        :param clients: idle BigCommerce clients shared by the lanes (keep-alive connections, few sessions)."""
         self.settings = settings
         self.policy = settings.rules
         self.retry = settings.worker.retry
@@ -74,6 +109,8 @@ class Context:
         self.unrecorded: tuple | None = None  # (delivery row, reply) the database has not taken yet
         self._bigcommerce: dict[str, tuple[Store, BigCommerceClient]] = {}
         self._refersion: dict[tuple[str, str], RefersionClient] = {}
+        self.quotas = {} if quotas is None else quotas
+        self.clients = clients
 
     # --- clients, one per store and credentials ----------------------------------------
 
@@ -82,17 +119,27 @@ class Context:
         if cached is None or cached[0] != store:
             if cached is not None:
                 cached[1].close()
-            bc = self.settings.bigcommerce
-            client = BigCommerceClient(
-                api_url=bc.api_url,
-                store_hash=store.store_hash,
-                access_token=store.access_token,
-                client_id=store.client_id,
-                timeout=bc.timeout,
-                clock=self.clock,
-            )
+            client = self.clients.borrow(store) if self.clients is not None else None
+            if client is None:
+                bc = self.settings.bigcommerce
+                client = BigCommerceClient(
+                    api_url=bc.api_url,
+                    store_hash=store.store_hash,
+                    access_token=store.access_token,
+                    client_id=store.client_id,
+                    timeout=bc.timeout,
+                    clock=self.clock,
+                    quota=self.quotas.setdefault(store.store_hash, QuotaGate()),
+                )
             cached = self._bigcommerce[store.store_hash] = (store, client)
         return cached[1]
+
+    def return_clients(self) -> None:
+        """Give the BigCommerce clients this context used back to the shared pool (a lane, after each item)."""
+        if self.clients is not None:
+            for store, client in self._bigcommerce.values():
+                self.clients.give_back(store, client)
+            self._bigcommerce.clear()
 
     def refersion(self, store: Store) -> RefersionClient:
         """The client for the store's Refersion key pair (stores sharing a pair share it)."""

@@ -145,7 +145,7 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
 
     cart = payload = meta = claim = None
     if decision.report:
-        lines = client.fetch_order_products(order_id)
+        lines = client.fetch_order_products(order_id, items_total=order.get("items_total"))
         decision = rules.decide_lines(lines, policy) or decision
     if decision.report:
         coupons = client.fetch_order_coupons(order_id)

@@ -1,8 +1,11 @@
 """The worker loop: claim due work, hand each job to its handler, keep leases alive, stop cleanly.
 
 Job kinds live in their own modules (``evaluate``, ``deliver``); this module knows
-only the loop: polling, the lease heartbeat, handing work back after an error, and
-noticing a stop request within a second.
+only the loop: waking when work arrives, handing claimed work to its lanes (threads
+with their own connection, several stores served at once, each store on a few lanes
+at most), the lease heartbeat, handing work back after an error, and noticing a stop
+request at once. ``run_once`` does the same work one item at a time, on one thread
+(tests and one-off runs).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from bridge.storage import inbox, outbox, pauses
 from bridge.storage.db import immediate
 from bridge.storage.queue import LEASES, Leases
 from bridge.worker import chores, deliver, evaluate
-from bridge.worker.context import Context
+from bridge.worker.context import ClientPool, Context
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,12 @@ MAX_IDLE_WAIT = 1.0  # seconds: the loop never waits longer than this when idle
 # the worker within milliseconds of new work instead of a poll interval later.
 WAKE_CHECK_SECONDS = 0.01
 MAX_ERROR_WAIT = 5.0  # seconds: the longest wait after failures in a row; the worker resumes this soon once the fault clears
+# Threads serving claimed work at once, and at most this many of them on one store's work: one
+# slow or throttled store holds up only its own lanes, and a store's quota is used by several
+# requests in flight (each BigCommerce answer takes a few hundred milliseconds in production).
+LANES = int(os.environ.get("WORKER_LANES", "48"))
+LANES_PER_STORE = int(os.environ.get("WORKER_LANES_PER_STORE", "6"))
+LANE_CACHE_KIB = 256
 
 
 def _owner_id() -> str:
@@ -58,8 +67,16 @@ class Worker:
         self.settings = settings
         self.owner = owner or _owner_id()
         self.leases = leases
-        self.ctx = Context(settings, db=database.connect(settings.database.path), clock=clock, rng=rng, owner=self.owner, leases=leases)
+        self.quotas: dict = {}  # each store's quota gate, shared by the lanes
+        self.clients = ClientPool()  # idle BigCommerce clients, lent to the lanes
+        self.ctx = Context(
+            settings, db=database.connect(settings.database.path), clock=clock, rng=rng, owner=self.owner, leases=leases, quotas=self.quotas
+        )
         self.db = self.ctx.db
+        self.lanes: list[Lane] = []
+        self.chore_lane: Lane | None = None
+        self.fatal: BaseException | None = None  # what stopped a lane for good: raised by run()
+        self._freed = threading.Event()  # a lane finished its item: there is room for more
         self._last_resume_check = float("-inf")
         self._next_chore_check = float("-inf")
 
@@ -72,11 +89,13 @@ class Worker:
         heartbeat_stop = threading.Event()
         heartbeat = threading.Thread(target=self._heartbeat, args=(heartbeat_stop,), name="lease-heartbeat", daemon=True)
         heartbeat.start()
+        self.lanes = [Lane(self, index, stop) for index in range(LANES)]
+        self.chore_lane = Lane(self, "chores", stop)
         try:
             failures = 0
             while not stop.is_set():
                 try:
-                    worked = self.run_once()
+                    worked = self.dispatch()
                     failures = 0
                 except Exception as error:
                     # A bug or a database failure (locked, full, read-only) does not stop the
@@ -92,9 +111,13 @@ class Worker:
                     self.wait_for_work(stop, min(self.settings.worker.poll_interval, MAX_IDLE_WAIT))
         finally:
             stop.set()
+            for lane in self._all_lanes():
+                lane.finish()  # the item in hand is settled first; the heartbeat keeps its lease meanwhile
             heartbeat_stop.set()
             heartbeat.join(timeout=self.leases.heartbeat_seconds + self.leases.heartbeat_busy_timeout + 1)
             log.info("Worker %s stopped", self.owner)
+        if self.fatal is not None:
+            raise self.fatal
 
     def run_once(self) -> bool:
         """Handle at most one evaluation, one delivery and one due chore; True when there was work."""
@@ -116,11 +139,54 @@ class Worker:
         deadline = time.monotonic() + timeout
         while not stop.is_set():
             time.sleep(WAKE_CHECK_SECONDS)  # costs less CPU than Event.wait with a timeout
-            if time.monotonic() >= deadline or self._data_version() != version:
+            if time.monotonic() >= deadline or self._freed.is_set() or self._data_version() != version:
                 return
 
     def _data_version(self) -> int:
         return self.db.execute("PRAGMA data_version").fetchone()[0]
+
+    def dispatch(self) -> bool:
+        """Hand due work to free lanes (and a due chore to the chore lane); True when any was handed.
+
+        Claims are made here, one at a time, in the lane's name; a store whose work already
+        keeps LANES_PER_STORE lanes busy, and an order being evaluated, are left for later.
+        """
+        if self.ctx.clock() - self._last_resume_check >= RESUME_CHECK_SECONDS:
+            self.resume_changed_credentials()
+            chores.schedule_all(self.ctx)  # stores installed since get their chores
+        self._freed.clear()
+        handed = False
+        if self.chore_lane.free and self.ctx.clock() >= self._next_chore_check:
+            self._next_chore_check = self.ctx.clock() + CHORE_CHECK_SECONDS
+            self.chore_lane.hand(self._run_chore, None, None)
+            handed = True
+        for lane in self.lanes:
+            if not lane.free:
+                continue
+            busy = [lane.doing for lane in self.lanes if lane.doing is not None]
+            per_store: dict[str, int] = {}
+            for store_hash, _ in busy:
+                per_store[store_hash] = per_store.get(store_hash, 0) + 1
+            full = [store_hash for store_hash, count in per_store.items() if count >= LANES_PER_STORE]
+            orders = [(store_hash, order_id) for store_hash, order_id in busy if order_id is not None]
+            now, lease = self.ctx.clock(), self.leases.lease_seconds
+            claimed = inbox.claim_order_events(self.db, owner=lane.ctx.owner, now=now, lease=lease, skip_stores=full, skip_orders=orders)
+            if claimed:
+                first = claimed[0]
+                lane.hand(lambda ctx, claimed=claimed: evaluate.handle_claimed(ctx, claimed), first["store_hash"], first["order_id"])
+                handed = True
+                continue
+            with immediate(self.db):
+                row = outbox.deliveries.claim(self.db, owner=lane.ctx.owner, now=now, lease=lease, skip_stores=full, skip_orders=orders)
+            if row is None:
+                break  # nothing due that a free lane may take
+            lane.hand(lambda ctx, row=row: deliver.handle_row(ctx, row), row["store_hash"], row["order_id"])
+            handed = True
+        return handed
+
+    def _run_chore(self, ctx: Context) -> None:
+        if chores.run_next(ctx):
+            self._next_chore_check = ctx.clock()  # another may be due: look again at once
 
     def run_until_idle(self, limit: int = 10_000) -> int:
         """Work until nothing is due (for tests and one-off runs); returns rounds that worked."""
@@ -133,32 +199,12 @@ class Worker:
         return deliver.handle_next(self.ctx)
 
     def give_back(self, error: str) -> None:
-        """Return everything this worker holds to the queue, each as one failed attempt.
+        """Return everything this worker's loop holds to the queue, each as one failed attempt."""
+        give_back(self.ctx, error)
+        self.owner = self.ctx.owner
 
-        An answer that could not be recorded yet is recorded as what it was.
-        """
-        unrecorded, self.ctx.unrecorded = self.ctx.unrecorded, None
-        try:
-            with immediate(self.db):
-                if unrecorded is not None:
-                    deliver.record_reply(self.ctx, *unrecorded)
-                for table in (inbox.events, outbox.deliveries):
-                    for row in table.held(self.db, owner=self.owner):
-                        columns = self.ctx.failure_columns(row["attempts"] + 1, classify(None, Failure.INTERNAL), None, error)
-                        table.settle(self.db, [row["id"]], owner=self.owner, **columns)
-                chore_rows.release(self.db, owner=self.owner)
-        except Exception:
-            if unrecorded is not None:
-                # An answer from Refersion that the database will not take: stop (crash-only),
-                # so the lease runs out and a restarted worker takes the delivery up.
-                log.critical("Could not record an answer nor hand back claimed work; stopping the worker")
-                raise
-            # Nothing was sent: take a new identity, so the heartbeat stops renewing what the
-            # old one held; its leases run out and it is claimed again once the database takes
-            # writes (a full or read-only disk), while the web half keeps answering 503.
-            old, self.owner = self.owner, _owner_id()
-            self.ctx.owner = self.owner
-            log.critical("Could not hand back the work of %s; it is taken up again once its leases run out", old, exc_info=True)
+    def _all_lanes(self) -> list[Lane]:
+        return [*self.lanes, *([self.chore_lane] if self.chore_lane is not None else [])]
 
     def _heartbeat(self, stop: threading.Event) -> None:
         # Its own connection, waiting briefly for the lock: a renewal that cannot happen
@@ -168,9 +214,10 @@ class Worker:
             while not stop.wait(self.leases.heartbeat_seconds):
                 try:
                     with immediate(db):
-                        for table in (inbox.events, outbox.deliveries):
-                            table.renew(db, owner=self.owner, now=time.time(), lease=self.leases.lease_seconds)
-                        chore_rows.renew(db, owner=self.owner, now=time.time(), lease=self.leases.lease_seconds)
+                        for owner in [self.owner, *(lane.ctx.owner for lane in self._all_lanes())]:
+                            for table in (inbox.events, outbox.deliveries):
+                                table.renew(db, owner=owner, now=time.time(), lease=self.leases.lease_seconds)
+                            chore_rows.renew(db, owner=owner, now=time.time(), lease=self.leases.lease_seconds)
                 except Exception:
                     log.exception("Lease heartbeat failed")
         finally:
@@ -188,5 +235,108 @@ class Worker:
                     log.info("Credentials for %s changed: resuming store %s", pause["service"], pause["store_hash"])
 
     def close(self) -> None:
+        for lane in self._all_lanes():
+            lane.close()
+        self.clients.close()
         self.ctx.close()
         self.db.close()
+
+
+def give_back(ctx: Context, error: str) -> None:
+    """Return everything ``ctx``'s owner holds to the queue, each as one failed attempt.
+
+    An answer that could not be recorded yet is recorded as what it was.
+    """
+    unrecorded, ctx.unrecorded = ctx.unrecorded, None
+    try:
+        with immediate(ctx.db):
+            if unrecorded is not None:
+                deliver.record_reply(ctx, *unrecorded)
+            for table in (inbox.events, outbox.deliveries):
+                for row in table.held(ctx.db, owner=ctx.owner):
+                    columns = ctx.failure_columns(row["attempts"] + 1, classify(None, Failure.INTERNAL), None, error)
+                    table.settle(ctx.db, [row["id"]], owner=ctx.owner, **columns)
+            chore_rows.release(ctx.db, owner=ctx.owner)
+    except Exception:
+        if unrecorded is not None:
+            # An answer from Refersion that the database will not take: stop (crash-only),
+            # so the lease runs out and a restarted worker takes the delivery up.
+            log.critical("Could not record an answer nor hand back claimed work; stopping the worker")
+            raise
+        # Nothing was sent: take a new identity, so the heartbeat stops renewing what the
+        # old one held; its leases run out and it is claimed again once the database takes
+        # writes (a full or read-only disk), while the web half keeps answering 503.
+        old, ctx.owner = ctx.owner, _owner_id()
+        log.critical("Could not hand back the work of %s; it is taken up again once its leases run out", old, exc_info=True)
+
+
+class Lane:
+    """One of the worker's threads: its own connection and lease owner, one claimed item at a time.
+
+    The dispatcher claims an item in the lane's name and hands it over; the lane runs its
+    handler, and on an error hands back what it holds (as the single-threaded loop does).
+    An answer the database will not take stops the whole worker (crash-only).
+    """
+
+    def __init__(self, worker: Worker, index: int | str, stop: threading.Event):
+        self.worker = worker
+        self.ctx = Context(
+            worker.settings,
+            db=database.connect(worker.settings.database.path, migrate=False),
+            clock=worker.ctx.clock,
+            rng=worker.ctx.rng,
+            owner=f"{worker.owner}/{index}",
+            leases=worker.leases,
+            quotas=worker.quotas,
+            clients=worker.clients,
+        )
+        self.ctx.stop = stop
+        self.ctx.db_retry_seconds = worker.ctx.db_retry_seconds
+        # A lane reads and writes a few rows per item: a small page cache (SQLite's default is
+        # 2 MB per connection) keeps dozens of lanes within the worker's memory budget.
+        self.ctx.db.execute(f"PRAGMA cache_size = -{LANE_CACHE_KIB}")
+        self.doing: tuple[str, int | None] | None = None  # (store hash, order id) of the item in hand
+        self._job: Callable[[Context], object] | None = None
+        self._ready = threading.Event()
+        self._closing = False
+        self.free = True
+        self._thread = threading.Thread(target=self._serve, name=f"lane-{index}", daemon=True)
+        self._thread.start()
+
+    def hand(self, job: Callable[[Context], object], store_hash: str | None, order_id: int | None) -> None:
+        self.free = False
+        self.doing = (store_hash, order_id) if store_hash is not None else None
+        self._job = job
+        self._ready.set()
+
+    def _serve(self) -> None:
+        while True:
+            self._ready.wait()
+            self._ready.clear()
+            if self._closing:
+                return
+            try:
+                self._job(self.ctx)
+            except Exception as error:
+                log.exception("Lane %s: error while working", self.ctx.owner)
+                try:
+                    give_back(self.ctx, f"internal error: {type(error).__name__}")
+                except Exception as fatal:
+                    # An answer in hand the database would not take: the whole worker stops (crash-only).
+                    self.worker.fatal = fatal
+                    self.ctx.stop.set()
+            finally:
+                self.ctx.return_clients()
+                self._job, self.doing, self.free = None, None, True
+                self.worker._freed.set()
+
+    def finish(self, timeout: float = 60.0) -> None:
+        """Wait for the item in hand, then end the thread."""
+        self._closing = True
+        self._ready.set()
+        self._thread.join(timeout)
+
+    def close(self) -> None:
+        self.finish(timeout=5.0)
+        self.ctx.close()
+        self.ctx.db.close()

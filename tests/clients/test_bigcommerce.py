@@ -90,6 +90,33 @@ def test_a_short_page_is_not_taken_for_the_last_one(client, bigcommerce):
     assert client.calls == 4
 
 
+def test_a_page_that_brings_the_quantity_read_to_the_order_s_items_total_is_the_last_one(client, bigcommerce):
+    """The economy rule: an ordinary order costs one call for its lines, not two (no empty page)."""
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    order = client.fetch_order(order_id)
+    lines = client.fetch_order_products(order_id, items_total=order["items_total"])
+    assert sum(line["quantity"] for line in lines) == order["items_total"] > 0
+    assert client.calls == 2  # the order, and one page of lines
+
+
+def test_a_capped_page_short_of_the_items_total_is_followed_by_the_next(client, bigcommerce):
+    fixture = load_fixture("manual_discount")
+    template = fixture["products"][0]
+    fixture["products"] = [{**template, "id": 3000 + n, "sku": f"SKU-{n}", "quantity": 1} for n in range(7)]
+    order_id = bigcommerce.add(fixture)
+    bigcommerce.page_cap = 3
+    lines = client.fetch_order_products(order_id, items_total=7)
+    assert [line["sku"] for line in lines] == [f"SKU-{n}" for n in range(7)]
+    assert client.calls == 3  # 3 + 3 + 1 lines: the third page completes the total, no empty page after it
+
+
+@pytest.mark.parametrize("items_total", [None, 99], ids=["unknown", "not-reached"])
+def test_without_a_total_reached_the_lines_are_read_to_the_empty_page(client, bigcommerce, items_total):
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    client.fetch_order_products(order_id, items_total=items_total)
+    assert client.calls == 2  # one page of lines, then the empty page
+
+
 def test_a_429_is_raised_at_once_with_the_reset_time_never_slept_on(client, bigcommerce):
     order_id = bigcommerce.add(load_fixture("manual_discount"))
     bigcommerce.fail_next(

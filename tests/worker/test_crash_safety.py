@@ -84,7 +84,7 @@ def test_a_heartbeat_keeps_a_long_call_from_being_taken_over(make_worker, refers
             assert second.run_once() is False
             time.sleep(0.05)
         row = next(db.query("SELECT * FROM deliveries"))
-        assert (row["state"], row["lease_owner"]) == ("working", first.owner)
+        assert (row["state"], row["lease_owner"].split("/")[0]) == ("working", first.owner)  # one of its lanes
         assert row["lease_until"] > first_expiry
         wait_for(lambda: next(db.query("SELECT state FROM deliveries"))["state"] == "done", timeout=10)
     finally:
