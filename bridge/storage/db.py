@@ -387,7 +387,7 @@ def m010_refersion_events(db: Database) -> None:
 
 @migrations()
 def m011_storefront(db: Database) -> None:
-    """The cart ids the storefront script posted (claims, one per order) and each store's storefront
+    """The cart ids the storefront script posted (claims, a few distinct ones per order) and each store's storefront
     origins as last read from BigCommerce (see storage/storefront.py)."""
     db.execute(
         """
@@ -399,7 +399,7 @@ def m011_storefront(db: Database) -> None:
             claimed_at REAL NOT NULL,
             matched INTEGER,
             checked_at REAL,
-            PRIMARY KEY (store_hash, order_id)
+            PRIMARY KEY (store_hash, order_id, cart_id)
         )
         """
     )
