@@ -593,21 +593,26 @@ class BigCommerceClient:
 
     def list_hooks(self) -> list[dict]:
         """Every hook of this API account on the store (other accounts' hooks are not visible)."""
-        hooks: list[dict] = []
+        found = self._v3_pages("hooks", "a list of webhooks", limit=HOOKS_PAGE_SIZE)
+        return [hook for hook in found if isinstance(hook, dict)]
+
+    def _v3_pages(self, resource: str, what: str, **query) -> list:
+        """Every page of a V3 list (``meta.pagination.total_pages``); [] for a 204 or an empty first page."""
+        items: list = []
         page = 1
         while True:
-            data, meta = self._v3_data("GET", "hooks", "the list of webhooks", page=page, limit=HOOKS_PAGE_SIZE)
+            data, meta = self._v3_data("GET", resource, what, page=page, **query)
             if not data:
                 break
             if not isinstance(data, list):
-                raise BigCommerceError("BigCommerce sent a list of webhooks that is not a list", failure=Failure.BAD_RESPONSE)
-            hooks.extend(hook for hook in data if isinstance(hook, dict))
+                raise BigCommerceError(f"BigCommerce sent {what} that is not a list", failure=Failure.BAD_RESPONSE)
+            items.extend(data)
             pagination = meta.get("pagination") if isinstance(meta.get("pagination"), dict) else {}
             total_pages = pagination.get("total_pages")
             if not isinstance(total_pages, int) or page >= total_pages:
                 break
             page += 1
-        return hooks
+        return items
 
     def create_hook(self, *, scope: str, destination: str, headers: dict[str, str], is_active: bool = True) -> dict:
         body = {"scope": scope, "destination": destination, "is_active": is_active, "headers": headers}
@@ -723,15 +728,11 @@ class BigCommerceClient:
     # --- Refunds (V3 ``payment_actions/refunds``) -------------------------------------------
 
     def fetch_order_refunds(self, order_id: int) -> list[dict]:
-        """Every refund of the order, oldest first (``GET /v3/orders/{id}/payment_actions/refunds``); [] for a 204."""
+        """Every refund of the order, oldest first, from every page (``GET /v3/orders/{id}/payment_actions/refunds``); [] for a 204."""
         what = f"the refunds of order {order_id}"
-        data, _ = self._v3_data("GET", f"orders/{int(order_id)}/payment_actions/refunds", what)
-        if data is None:
-            return []
-        if not isinstance(data, list):
-            raise BigCommerceError(f"BigCommerce sent {what} that is not a list", failure=Failure.BAD_RESPONSE)
-        refunds = self._load(RefundSchema(), data, what, many=True)
-        return sorted(refunds, key=lambda refund: refund["id"])
+        data = self._v3_pages(f"orders/{int(order_id)}/payment_actions/refunds", what)
+        refunds = {refund["id"]: refund for refund in self._load(RefundSchema(), data, what, many=True)}  # a page read twice counts once
+        return sorted(refunds.values(), key=lambda refund: refund["id"])
 
     # --- Coupon codes (scope Marketing, modify: ``bridge coupons push``, Refersion's triggers) -------
 

@@ -218,3 +218,10 @@ def check_storefront_claim(claim: str | None, known: Mapping[str, str | None]) -
         if value is not None and value.casefold() == claimed.casefold():
             return StorefrontCheck(value, STOREFRONT_CONFIRMED)
     return StorefrontCheck(None, STOREFRONT_MISMATCH)
+
+
+def check_storefront_claims(claims: Sequence[str], known: Mapping[str, str | None]) -> StorefrontCheck:
+    """Weigh every cart id the storefront posted for an order: the first that names one of the
+    order's own carts is used, so forged posts beside the shopper's own cannot spoil it."""
+    checks = [check_storefront_claim(claim, known) for claim in claims]
+    return next((check for check in checks if check.value is not None), checks[-1] if checks else check_storefront_claim(None, known))

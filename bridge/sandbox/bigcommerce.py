@@ -58,6 +58,7 @@ DEFAULT_WINDOW_MS = 30_000
 DISPLAY_QUOTA = 150  # what the headers show when no quota is enforced (Standard plan, 150 per 30 s)
 MAX_HOOKS_PER_SCOPE = 10
 MAX_PAGE_SIZE = 250  # V2's largest ``limit``
+REFUNDS_PAGE_SIZE = 50  # V3's default page size
 _AUTO = object()
 
 
@@ -156,6 +157,7 @@ class SandboxBigCommerce(LocalServer):
         self._next_line_id = 1000
         self._next_coupon_id = 1
         self.max_page_size = MAX_PAGE_SIZE  # items per page at most, whatever the limit asked
+        self.refunds_page_size = REFUNDS_PAGE_SIZE  # an order's refunds per page (lower it to test paging)
         self._initial_store = (store_hash, access_token, scopes, quota, window_ms)
         if store_hash is not None:
             self.add_store(store_hash, access_token, scopes=scopes, quota=quota, window_ms=window_ms)
@@ -170,6 +172,7 @@ class SandboxBigCommerce(LocalServer):
             self._codes.clear()
             self._next_hook_id, self._next_line_id, self._next_coupon_id = 1, 1000, 1
             self.max_page_size = MAX_PAGE_SIZE
+            self.refunds_page_size = REFUNDS_PAGE_SIZE
             if store_hash is not None:
                 self.add_store(store_hash, access_token, scopes=scopes, quota=quota, window_ms=window_ms)
 
@@ -993,17 +996,27 @@ class SandboxBigCommerce(LocalServer):
             if len(rest) == 3 and rest[1:] == ["payment_actions", "refunds"] and rest[0].isdigit():
                 if int(rest[0]) not in store.orders:
                     return _error(404, "The requested resource was not found.")
-                found = copy.deepcopy(store.refunds.get(int(rest[0]), []))
-                if not found:
-                    return empty_response(204)
-                pagination = {"total": len(found), "count": len(found), "per_page": 50, "current_page": 1, "total_pages": 1}
-                return json_response({"data": found, "meta": {"pagination": pagination}})
+                return self._refunds_page(request, copy.deepcopy(store.refunds.get(int(rest[0]), [])))
             if len(rest) == 3 and rest[:2] == ["payment_actions", "refunds"] and rest[2].isdigit():
                 for refunds in store.refunds.values():
                     for refund in refunds:
                         if refund["id"] == int(rest[2]):
                             return json_response({"data": copy.deepcopy(refund), "meta": {}})
         return _error(404, "The requested resource was not found.")
+
+    def _refunds_page(self, request: Request, found: list[dict]) -> Response:
+        """One page of an order's refunds, ``refunds_page_size`` at most (page through ``?page=``)."""
+        if not found:
+            return empty_response(204)
+        try:
+            page = max(1, int(request.args.get("page", 1)))
+        except ValueError:
+            return _error(400, "The page parameter must be a whole number.")
+        size = self.refunds_page_size
+        chunk = found[(page - 1) * size : page * size]
+        total_pages = max(1, -(-len(found) // size))
+        pagination = {"total": len(found), "count": len(chunk), "per_page": size, "current_page": page, "total_pages": total_pages}
+        return json_response({"data": chunk, "meta": {"pagination": pagination}})
 
     # --- Coupon codes: V3 promotions' codes and V2 legacy coupons ---------------------------------
     # BigCommerce documents no answer for a duplicate code: this sandbox answers 409 to both

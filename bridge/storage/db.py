@@ -353,7 +353,9 @@ def m009_delivery_notes(db: Database) -> None:
 def m010_refersion_events(db: Database) -> None:
     """Refersion's outbound webhooks as received (see storage/refersion_events.py).
 
-    One row per signed body, and at most one per conversion trigger id, per store. Only
+    One row per signed body, and at most one per conversion trigger id, per deployment:
+    the store comes from the URL, which the signature does not cover, so a body seen once
+    cannot be replayed against another store. Only
     trigger events keep their body (ids and the code); other topics carry affiliates' and
     customers' details the bridge has no use for, so only their topic and digest are kept.
     Coupon pushes are deliveries without an order: ``deliveries.order_id`` is NULL for them
@@ -375,17 +377,17 @@ def m010_refersion_events(db: Database) -> None:
             note TEXT,
             delivery_key TEXT,
             received_at REAL NOT NULL,
-            UNIQUE (store_hash, body_sha256)
+            UNIQUE (body_sha256)
         )
         """
     )
-    db.execute("CREATE UNIQUE INDEX refersion_events_trigger ON refersion_events (store_hash, trigger_id) WHERE trigger_id IS NOT NULL")
+    db.execute("CREATE UNIQUE INDEX refersion_events_trigger ON refersion_events (trigger_id) WHERE trigger_id IS NOT NULL")
     db.execute("CREATE INDEX refersion_events_received ON refersion_events (store_hash, received_at)")
 
 
 @migrations()
 def m011_storefront(db: Database) -> None:
-    """The cart ids the storefront script posted (claims, one per order) and each store's storefront
+    """The cart ids the storefront script posted (claims, a few distinct ones per order) and each store's storefront
     origins as last read from BigCommerce (see storage/storefront.py)."""
     db.execute(
         """
@@ -397,7 +399,7 @@ def m011_storefront(db: Database) -> None:
             claimed_at REAL NOT NULL,
             matched INTEGER,
             checked_at REAL,
-            PRIMARY KEY (store_hash, order_id)
+            PRIMARY KEY (store_hash, order_id, cart_id)
         )
         """
     )

@@ -220,3 +220,15 @@ def claim_order_events(
 def replay(db: Database, *, store_hash: str | None = None, order_id: int | None = None, now: float) -> list[dict]:
     """Queue dead events (BigCommerce unreadable for days) again, with fresh attempts (call in a transaction)."""
     return events.requeue_dead(db, now=now, store_hash=store_hash, order_id=order_id, finished_at=None)
+
+
+def release_deferred(db: Database, *, store_hash: str, order_id: int, now: float, outcome: str, note: str) -> int:
+    """Put the order's deferred events back in the queue, due now (call in a transaction); how many."""
+    marks = ", ".join("?" for _ in EVALUATED_SCOPES)
+    return db.execute(
+        f"""
+        UPDATE events SET state = ?, due_at = ?, outcome = ?, note = ?, last_error = NULL, finished_at = NULL
+        WHERE store_hash = ? AND order_id = ? AND state = ? AND scope IN ({marks})
+        """,
+        [PENDING, now, outcome, note, store_hash, order_id, DEFERRED, *EVALUATED_SCOPES],
+    ).rowcount

@@ -1,5 +1,6 @@
-"""Refersion's outbound webhooks: each verified event stored once, per store, and a coupon
-trigger's push queued in the same transaction (one write path: events here, deliveries in outbox).
+"""Refersion's outbound webhooks: each verified event stored once per deployment, whichever store
+the URL names (the signature does not cover the URL), and a coupon trigger's push queued in the
+same transaction (one write path: events here, deliveries in outbox).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def record(
     """Store one verified event and, unless ``ignored_because``, queue its code's push; in one transaction.
 
     Returns ``{"stored": bool, "outcome", "note", "delivery_key"}``; ``stored`` is False for a
-    replay (the same body, or the same trigger id, already stored for this store).
+    replay (the same body, or the same trigger id, already stored, for this store or another).
     """
     key = outbox.coupon_key(store_hash, trigger.trigger) if trigger is not None and ignored_because is None else None
     outcome = IGNORED if key is None else QUEUED

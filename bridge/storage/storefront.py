@@ -1,8 +1,9 @@
 """The storefront half of the cart id: what the storefront script posted, and where it may post from.
 
-A claim is the cart id the script posted for an order: public and forgeable, so it is kept
-as a claim and weighed by the worker against the order's own carts (``core.payload``). One
-claim per order, the first: a later, different post cannot replace it.
+A claim is a cart id the script posted for an order: public and forgeable, so it is kept as a
+claim and weighed by the worker against the order's own carts (``core.payload``). Up to
+MAX_CLAIMS distinct claims are kept per order, so a forger who posts first cannot shut out the
+shopper's own post; the worker uses the one that names the order's cart.
 ``storefront_origins`` holds each store's own origins as last read from BigCommerce.
 """
 
@@ -14,38 +15,71 @@ from sqlite_utils import Database
 
 from bridge.storage.db import rows
 
-STORED, SAME, KEPT_FIRST = "stored", "same", "kept_first"
+STORED, SAME, FULL = "stored", "same", "full"
+MAX_CLAIMS = 3  # distinct cart ids kept per order; a shopper's page posts one
 
 
-def record_claim(db: Database, *, store_hash: str, order_id: int, cart_id: str, origin: str, now: float) -> str:
-    """Keep the storefront's cart id for an order (call in a transaction).
+def record_claim(
+    db: Database, *, store_hash: str, order_id: int, cart_id: str, origin: str, now: float, known: frozenset[str] = frozenset()
+) -> str:
+    """Keep a storefront cart id for an order (call in a transaction).
 
-    :returns: STORED, SAME (the same value again: nothing changes) or KEPT_FIRST (another
-        value was posted before; it stays).
+    A value in ``known`` (a cart the server already links to the order) is always kept, even
+    once the order has MAX_CLAIMS other values.
+
+    :returns: STORED, SAME (the same value again: nothing changes) or FULL (MAX_CLAIMS other
+        values are kept already: not taken).
     """
-    inserted = db.execute(
-        """
-        INSERT INTO storefront_claims (store_hash, order_id, cart_id, origin, claimed_at) VALUES (?, ?, ?, ?, ?)
-        ON CONFLICT (store_hash, order_id) DO NOTHING
-        """,
+    taken = {row["cart_id"] for row in find_claims(db, store_hash=store_hash, order_id=order_id)}
+    if cart_id in taken:
+        return SAME
+    if len(taken) >= MAX_CLAIMS and cart_id not in known:
+        return FULL
+    db.execute(
+        "INSERT INTO storefront_claims (store_hash, order_id, cart_id, origin, claimed_at) VALUES (?, ?, ?, ?, ?)",
         [store_hash, order_id, cart_id, origin, now],
-    ).rowcount
-    if inserted:
-        return STORED
-    return SAME if find_claim(db, store_hash=store_hash, order_id=order_id)["cart_id"] == cart_id else KEPT_FIRST
+    )
+    return STORED
+
+
+def find_claims(db: Database, *, store_hash: str, order_id: int) -> list[dict]:
+    """Every claim for an order, oldest first."""
+    return rows(
+        db.execute(
+            "SELECT * FROM storefront_claims WHERE store_hash = ? AND order_id = ? ORDER BY claimed_at, rowid", [store_hash, order_id]
+        )
+    )
 
 
 def find_claim(db: Database, *, store_hash: str, order_id: int) -> dict | None:
-    found = rows(db.execute("SELECT * FROM storefront_claims WHERE store_hash = ? AND order_id = ?", [store_hash, order_id]))
-    return found[0] if found else None
+    """The claim that tells the order's story: the one the worker used, else the first."""
+    found = find_claims(db, store_hash=store_hash, order_id=order_id)
+    used = [claim for claim in found if claim["matched"]]
+    return (used or found or [None])[0]
 
 
-def mark_checked(db: Database, *, store_hash: str, order_id: int, matched: bool, now: float) -> None:
-    """Remember whether the claim named one of the order's own carts (call in a transaction)."""
+def mark_checked(db: Database, *, store_hash: str, order_id: int, used: str | None, now: float) -> None:
+    """Remember which claim (if any) named one of the order's own carts (call in a transaction)."""
     db.execute(
-        "UPDATE storefront_claims SET matched = ?, checked_at = ? WHERE store_hash = ? AND order_id = ?",
-        [int(matched), now, store_hash, order_id],
+        "UPDATE storefront_claims SET matched = (lower(cart_id) = lower(?)), checked_at = ? WHERE store_hash = ? AND order_id = ?",
+        [used or "", now, store_hash, order_id],
     )
+
+
+def order_heard_of(db: Database, *, store_hash: str, order_id: int, ahead: int) -> bool:
+    """Whether the bridge has reason to believe the store has this order: its id is at most ``ahead``
+    past the newest order a BigCommerce webhook named (ids are sequential, and the shopper's
+    confirmation page may post before the webhook of its order arrives)."""
+    newest = db.execute(
+        """
+        SELECT max(order_id) FROM (
+            SELECT order_id FROM events WHERE store_hash = :store
+            UNION ALL SELECT order_id FROM cart_links WHERE store_hash = :store
+        )
+        """,
+        {"store": store_hash},
+    ).fetchone()[0]
+    return newest is not None and order_id <= newest + ahead
 
 
 def last_claim_at(db: Database, store_hash: str) -> float | None:

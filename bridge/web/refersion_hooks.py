@@ -5,7 +5,8 @@ Verify ``Refersion-Signature`` (base64 HMAC-SHA256 of the raw body, keyed with
 answer 200. BigCommerce is never called here: the worker creates the code.
 
 Which store: with one store served, that store; with several, the URL given to Refersion
-names it (``?store=HASH``).
+names it (``?store=HASH``). The signature does not cover the URL: a body (and a trigger id)
+is taken once per deployment, so a signed body replayed with another ``?store=`` is ignored.
 """
 
 from __future__ import annotations

@@ -2,7 +2,10 @@
 public endpoint it posts to.
 
 ``POST /storefront/cart`` is public and forgeable, so what it stores is a *claim*: the worker
-uses it only when it names one of the order's own carts (``core.payload.check_storefront_claim``).
+uses one only when it names one of the order's own carts (``core.payload.check_storefront_claims``).
+It takes claims only for orders BigCommerce has told the bridge of (or the next few ids), and a
+few distinct ones per order, so a forger can neither pre-claim future orders nor shut out the
+shopper's own post.
 It answers only the store's own origins (CORS, never ``*``), validates strictly, refuses orders
 whose report is already built, and is rate limited per client address — per web process, as the
 limiter's counters live in memory.
@@ -24,7 +27,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, pre_load, valida
 from bridge.config import Settings
 from bridge.core.storefront import origin_of
 from bridge.schemas import STORE_HASH
-from bridge.storage import outbox
+from bridge.storage import carts, outbox
 from bridge.storage import storefront as claims
 from bridge.storage.db import immediate
 from bridge.web.database import get_db
@@ -44,6 +47,15 @@ UUID = r"\A[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-
 NO_ORIGINS_YET = (
     "The store's domains are not known yet, so no origin may post: wait for the worker's first read of the store "
     "(within about ten minutes of it starting), or list the storefront's origins in storefront.allowed_origins."
+)
+# A claim is taken for an order at most this many ids past the newest one a BigCommerce webhook
+# named: the confirmation page may post before its order's webhook arrives, while ids far ahead
+# (orders not placed yet, pre-claimed by a forger) are refused.
+ORDERS_AHEAD = 25
+REPORTED, UNHEARD = "reported", "unheard"
+TOO_MANY_CLAIMS = (
+    f"Order {{order_id}} already has {claims.MAX_CLAIMS} different cart ids posted for it: no more are taken. "
+    "The bridge reports it with its own cart id whichever of them is genuine."
 )
 # Any report state but "skipped" (dropped before it was sent, and queued again if the order is reportable again).
 BUILT = (outbox.DONE, outbox.DRY_RUN, "pending", "working", "dead")
@@ -198,17 +210,24 @@ def _claim() -> Response:
     with immediate(db):
         report = outbox.find(db, outbox.paid_key(store_hash, order_id))
         if report is not None and report["state"] in BUILT:
-            outcome = None
+            outcome = REPORTED
+        elif not claims.order_heard_of(db, store_hash=store_hash, order_id=order_id, ahead=ORDERS_AHEAD):
+            outcome = UNHEARD
         else:
-            outcome = claims.record_claim(db, store_hash=store_hash, order_id=order_id, cart_id=cart_id, origin=origin, now=time.time())
-    if outcome is None:
-        return _with_cors(_error(409, f"Order {order_id} is already reported: nothing changes."), origin)
+            known = frozenset(value.lower() for value in carts.known_cart_ids(db, store_hash=store_hash, order_id=order_id).values())
+            outcome = claims.record_claim(
+                db, store_hash=store_hash, order_id=order_id, cart_id=cart_id, origin=origin, now=time.time(), known=known
+            )
     log.info("Storefront cart id for order %s of store %s from %s: %s", order_id, store_hash, origin, outcome)
+    if outcome == REPORTED:
+        return _with_cors(_error(409, f"Order {order_id} is already reported: nothing changes."), origin)
+    if outcome == UNHEARD:
+        return _with_cors(_error(404, f"Store {store_hash} has no order {order_id} that the bridge has heard of."), origin)
+    if outcome == claims.FULL:
+        return _with_cors(_error(409, TOO_MANY_CLAIMS.format(order_id=order_id)), origin)
     words = {
         claims.STORED: "Recorded; the bridge checks it against the order's own cart before reporting.",
         claims.SAME: "Already recorded: nothing changes.",
-        # The first post for an order stays: later ones are as likely to be forged as to be genuine.
-        claims.KEPT_FIRST: "Another cart id was recorded for this order first; it stays.",
     }
     return _with_cors(_json(202, {"status": outcome, "detail": words[outcome]}), origin)
 

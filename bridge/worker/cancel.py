@@ -7,8 +7,9 @@ once; each refund not seen before becomes one ``cancel`` delivery keyed by its r
 id, so a refund webhook and its status change yield one cancellation, whichever comes
 first. A full refund or a cancellation (status 4 or 5, checked on the order itself)
 adds one more for whatever no refund took back. The deliver job sends them, never
-before the order's paid report is done. Any other event of a reported order costs no
-BigCommerce call.
+before the order's paid report is done. While that report is dead the events are kept
+deferred: when the operator replays it and it is delivered, they are followed then. Any
+other event of a reported order costs no BigCommerce call.
 """
 
 from __future__ import annotations
@@ -39,10 +40,15 @@ WHOLE_ORDER_WORDS = {REFUNDED: "refunded in full", CANCELLED: "cancelled"}
 AWAITING_REPORT = "awaiting_report"  # kept pending until the order's paid report is settled
 QUEUED, DRY_RUN, NOTHING, HANDLED = "cancellation_queued", "cancellation_dry_run", "nothing_to_cancel", "already_handled"
 OFF, NOT_REPORTED = "cancellations_off", "not_reported"
+AWAITING_REPLAY = "awaiting_replay"  # kept deferred while the order's paid report is dead; released when it is delivered
 
 AWAITING_REPORT_NOTE = "A refund or cancellation of an order whose report is not delivered yet: handled once it is."
 OFF_NOTE = "Refunds and cancellations are not sent to Refersion: rules.sync_cancellations is off."
 NOT_REPORTED_NOTE = "A refund or cancellation of an order that was never reported to Refersion ({why}): recorded, nothing to cancel there."
+AWAITING_REPLAY_NOTE = (
+    "A refund or cancellation of an order whose report Refersion refused: it waits for the report."
+    " Replay the report (the order's retry button, or bridge replay) to send the cancellation once it is delivered."
+)
 WAITING_FOR_REPORT = "Waiting for the order's paid report to be delivered first."
 
 
@@ -109,9 +115,16 @@ def follow(ctx: Context, store: Store, order_id: int, events: list[dict], paid: 
         with immediate(ctx.db):
             settle_events(ctx, ids, OFF, OFF_NOTE)
         return
+    if paid["state"] == DEAD:
+        # The operator may replay the report: once it is delivered these events follow it (release_deferred).
+        with immediate(ctx.db):
+            inbox.events.settle(
+                ctx.db, ids, owner=ctx.owner, state=inbox.DEFERRED, outcome=AWAITING_REPLAY, note=AWAITING_REPLAY_NOTE, last_error=None
+            )
+        return
     if paid["state"] not in (outbox.DONE, outbox.DRY_RUN):
         with immediate(ctx.db):
-            settle_events(ctx, ids, NOT_REPORTED, NOT_REPORTED_NOTE.format(why="Refersion refused its report"))
+            settle_events(ctx, ids, NOT_REPORTED, NOT_REPORTED_NOTE.format(why="its report was dropped"))
         return
     client = ctx.bigcommerce(store)
     refunds = client.fetch_order_refunds(order_id)
@@ -179,6 +192,15 @@ def _loads(text: str | None) -> dict | None:
     except ValueError:
         return None
     return found if isinstance(found, dict) else None
+
+
+def release_deferred(ctx: Context, row: dict) -> None:
+    """A paid report was delivered: its order's refund events kept while it was dead are followed now (call in a transaction)."""
+    released = inbox.release_deferred(
+        ctx.db, store_hash=row["store_hash"], order_id=row["order_id"], now=ctx.clock(), outcome=AWAITING_REPORT, note=AWAITING_REPORT_NOTE
+    )
+    if released:
+        log.info("Order %s of store %s: its report was delivered, %d refund events follow it", row["order_id"], row["store_hash"], released)
 
 
 # --- The deliver side ---------------------------------------------------------------------

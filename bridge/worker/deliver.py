@@ -182,6 +182,8 @@ def record_reply(ctx: Context, row: dict, reply: Reply) -> None:
             log.warning("Delivery of %s failed (%s); retrying in %.0f s", what, reply.summary, settle["due_at"] - now)
     if not outbox.deliveries.settle(ctx.db, [row["id"]], owner=ctx.owner, **seen, **settle):
         log.warning("Lost the lease on delivery %s before recording the answer", row["id"])
+    elif row["kind"] == outbox.PAID and settle["state"] == outbox.DONE:
+        cancel.release_deferred(ctx, row)
 
 
 # --- Coupon codes pushed to BigCommerce (Refersion's coupon triggers, ``bridge coupons push``) -------

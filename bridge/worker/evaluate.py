@@ -18,7 +18,7 @@ from bridge.core.payload import (
     STOREFRONT_SOURCE,
     CartId,
     build_paid_order,
-    check_storefront_claim,
+    check_storefront_claims,
     choose_cart_id,
     reported_lines,
     transaction_currency,
@@ -143,16 +143,17 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
         _recheck_queued(ctx, store_hash, order_id, claimed, earlier, order, decision, policy)
         return
 
-    cart = payload = meta = claim = None
+    cart = payload = meta = None
+    claims: list[str] = []
     if decision.report:
         lines = client.fetch_order_products(order_id, items_total=order.get("items_total"))
         decision = rules.decide_lines(lines, policy) or decision
     if decision.report:
         coupons = client.fetch_order_coupons(order_id)
         known = {**carts.known_cart_ids(ctx.db, store_hash=store_hash, order_id=order_id), "order": order["cart_id"]}
-        # The storefront's post counts only when it names one of the order's own carts.
-        claim = storefront.find_claim(ctx.db, store_hash=store_hash, order_id=order_id)
-        check = check_storefront_claim(claim["cart_id"] if claim else None, known)
+        # The storefront's posts count only when one names one of the order's own carts.
+        claims = [row["cart_id"] for row in storefront.find_claims(ctx.db, store_hash=store_hash, order_id=order_id)]
+        check = check_storefront_claims(claims, known)
         cart = choose_cart_id(
             {**known, STOREFRONT_SOURCE: check.value}, key=ctx.settings.webhooks.secret.encode(), store_hash=store_hash, order_id=order_id
         )
@@ -175,10 +176,10 @@ def _evaluate(ctx: Context, store: Store, order_id: int, claimed: list[dict]) ->
             _settle(ctx, ids, state=inbox.DONE, outcome="superseded", note=SUPERSEDED)
             log.info("Order %s of store %s: %s on an older read, superseded", order_id, store_hash, decision.verdict.value)
             return
-        if claim is not None:
-            matched = cart.source == STOREFRONT_SOURCE
-            storefront.mark_checked(ctx.db, store_hash=store_hash, order_id=order_id, matched=matched, now=ctx.clock())
-            if not matched:
+        if claims:
+            used = cart.value if cart.source == STOREFRONT_SOURCE else None
+            storefront.mark_checked(ctx.db, store_hash=store_hash, order_id=order_id, used=used, now=ctx.clock())
+            if used is None:
                 log.warning("Order %s of store %s: %s", order_id, store_hash, check.note)
         if payload is not None:
             now, dry_run = ctx.clock(), policy.dry_run

@@ -40,6 +40,14 @@ def test_refunds_are_read_oldest_first_with_their_items(client, bigcommerce):
     assert first["id"] < second["id"] and len(bigcommerce.recorded(REFUNDS, "GET")) == 1
 
 
+def test_every_page_of_refunds_is_read(client, bigcommerce):
+    bigcommerce.add_order(403, lines=[{"id": 903, "sku": "A", "qty": 5, "price": "10.00"}])
+    made = [bigcommerce.refund(403, [(903, 1)])["id"] for _ in range(5)]
+    bigcommerce.refunds_page_size = 2
+    assert [refund["id"] for refund in client.fetch_order_refunds(403)] == made
+    assert [call.query.get("page") for call in bigcommerce.recorded(REFUNDS, "GET")] == ["1", "2", "3"]
+
+
 def test_no_refund_is_a_204_read_as_an_empty_list(client, bigcommerce):
     bigcommerce.add_order(402)
     assert client.fetch_order_refunds(402) == []

@@ -9,6 +9,7 @@ from bridge.core.payload import (
     STOREFRONT_MISMATCH,
     STOREFRONT_SILENT,
     check_storefront_claim,
+    check_storefront_claims,
 )
 from bridge.core.storefront import origin_of, store_origins
 
@@ -69,3 +70,11 @@ def test_a_claim_counts_only_when_it_names_one_of_the_orders_own_carts():
     for silent in (None, "", "   "):
         assert check_storefront_claim(silent, known) == check_storefront_claim(None, {})
         assert check_storefront_claim(silent, known).note == STOREFRONT_SILENT
+
+
+def test_of_several_claims_the_one_naming_the_orders_cart_is_used():
+    known = {"order": ORDER_CART, "cart_converted": CONVERTED}
+    forged = "66666666-7777-4888-8999-aaaaaaaaaaaa"
+    assert check_storefront_claims([forged, ORDER_CART.upper()], known) == check_storefront_claim(ORDER_CART, known)
+    assert check_storefront_claims([forged, forged.replace("6", "5")], known).note == STOREFRONT_MISMATCH
+    assert check_storefront_claims([], known).note == STOREFRONT_SILENT

@@ -180,6 +180,18 @@ def test_with_several_stores_the_url_names_the_store(hook_client, hooks_settings
     assert [(row["store_hash"], row["key"]) for row in coupon_deliveries(db)] == [("app2store", "coupon:app2store:code100")]
 
 
+def test_a_signed_body_replayed_against_another_store_is_taken_nowhere_new(hook_client, hooks_settings, db):
+    install_store(hooks_settings, "app2store")
+    body = trigger()
+    assert post(hook_client, body, query=f"?store={STORE_HASH}").status_code == 200
+    # Anyone who saw this signed body (a log, a proxy) replays it with ?store= changed: the signature does not cover the URL.
+    assert post(hook_client, body, query="?store=app2store").status_code == 200
+    spaced = json.dumps(json.loads(body), indent=2).encode()  # the same trigger id in another body
+    assert post(hook_client, spaced, query="?store=app2store").status_code == 200
+    assert [row["store_hash"] for row in stored(db)] == [STORE_HASH]
+    assert [row["store_hash"] for row in coupon_deliveries(db)] == [STORE_HASH]
+
+
 def test_neither_the_secret_nor_the_signature_reaches_the_log(hook_client, caplog):
     caplog.set_level(logging.DEBUG)
     body = trigger()

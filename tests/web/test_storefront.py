@@ -10,10 +10,11 @@ import pytest
 
 from bridge.storage import storefront
 from bridge.storage.db import connect, immediate
+from bridge.storage.storefront import MAX_CLAIMS
 from bridge.storage.stores import StoreRegistry
 from bridge.web.app import create_app
-from bridge.web.storefront import MAX_BODY_BYTES
-from tests.conftest import STORE_HASH, install_store, queue_delivery
+from bridge.web.storefront import MAX_BODY_BYTES, ORDERS_AHEAD
+from tests.conftest import STORE_HASH, envelope, hook_token_of, install_store, post_webhook, queue_delivery, status_updated
 
 SHOP = "https://shop.test"
 CART = "0b3e5a34-6c8f-4b5e-9d0a-2f1e7c9b8a61"
@@ -28,7 +29,14 @@ def shop_settings(make_settings):
 def web(shop_settings):
     app = create_app(shop_settings)
     app.config["TESTING"] = True
-    return app.test_client()
+    client = app.test_client()
+    hear_of(client, 1042)
+    return client
+
+
+def hear_of(web, order_id, store_hash=STORE_HASH):
+    """BigCommerce's webhook for the order reaches the bridge (stored; no worker runs here)."""
+    assert post_webhook(web, status_updated(order_id, 11, store_hash=store_hash), token=hook_token_of(store_hash)).status_code == 200
 
 
 def post(web, body, *, origin: str | None = SHOP, ip: str = "203.0.113.7", content_type="application/json", headers=None):
@@ -60,16 +68,56 @@ def test_the_script_is_served_as_javascript_with_caching_headers(web):
     assert web.get("/storefront/refersion-cart.js", headers={"If-None-Match": response.headers["ETag"]}).status_code == 304
 
 
-def test_a_claim_from_the_store_origin_is_stored_once_and_the_first_value_stays(web, shop_settings):
+def test_a_claim_from_the_store_origin_is_stored_once_and_a_few_different_values_are_kept(web, shop_settings):
     first = post(web, claim(cart_id=f"  {CART.upper()} "))
     assert first.status_code == 202 and first.get_json()["status"] == "stored"
     assert first.headers["Access-Control-Allow-Origin"] == SHOP and first.headers["Vary"] == "Origin"
     assert stored(shop_settings)["cart_id"] == CART  # trimmed, in BigCommerce's lower case
     again = post(web, claim())
     assert again.status_code == 202 and again.get_json()["status"] == "same"
-    other = post(web, claim(cart_id="11111111-2222-4333-8444-555555555555"))
-    assert other.status_code == 202 and other.get_json()["status"] == "kept_first"
-    assert stored(shop_settings)["cart_id"] == CART
+    others = [f"11111111-2222-4333-8444-55555555555{n}" for n in range(MAX_CLAIMS)]
+    assert [post(web, claim(cart_id=other)).get_json()["status"] for other in others[:-1]] == ["stored"] * (MAX_CLAIMS - 1)
+    full = post(web, claim(cart_id=others[-1]))
+    assert full.status_code == 409 and f"already has {MAX_CLAIMS} different cart ids" in full.get_json()["error"]
+    assert full.headers["Access-Control-Allow-Origin"] == SHOP
+    assert all_claims(shop_settings) == [CART, *others[:-1]]
+
+
+def all_claims(settings, order_id=1042):
+    db = connect(settings.database.path)
+    try:
+        return [row["cart_id"] for row in storefront.find_claims(db, store_hash=STORE_HASH, order_id=order_id)]
+    finally:
+        db.close()
+
+
+def test_a_claim_for_an_order_the_bridge_never_heard_of_is_not_stored(web, shop_settings):
+    far = post(web, claim(order_id=987654))  # a future order id: ids are sequential
+    assert far.status_code == 404
+    assert far.get_json()["error"] == f"Store {STORE_HASH} has no order 987654 that the bridge has heard of."
+    assert stored(shop_settings, 987654) is None
+    # The shopper's page may beat its order's webhook: the next few ids are taken.
+    assert post(web, claim(order_id=1042 + ORDERS_AHEAD)).status_code == 202
+    assert post(web, claim(order_id=1042 + ORDERS_AHEAD + 1)).status_code == 404
+
+
+def test_a_store_the_bridge_has_no_webhook_from_takes_no_claim(make_settings):
+    settings = make_settings(storefront_allowed_origins=SHOP)
+    web = create_app(settings).test_client()
+    assert post(web, claim()).status_code == 404
+    assert stored(settings) is None
+    hear_of(web, 1042)
+    assert post(web, claim()).status_code == 202
+
+
+def test_a_claim_naming_a_cart_bigcommerce_linked_to_the_order_is_taken_even_when_forgers_filled_it(web, shop_settings):
+    for n in range(MAX_CLAIMS):
+        assert post(web, claim(cart_id=f"66666666-7777-4888-8999-aaaaaaaaaaa{n}"), ip=f"198.51.100.{n}").status_code == 202
+    assert post(web, claim(cart_id="66666666-7777-4888-8999-bbbbbbbbbbbb")).status_code == 409
+    converted = {"type": "cart", "id": CART.upper(), "orderId": 1042}
+    assert post_webhook(web, envelope("store/cart/converted", converted)).status_code == 200
+    assert post(web, claim()).status_code == 202
+    assert CART in all_claims(shop_settings)
 
 
 def test_a_preflight_is_answered_for_an_allowed_origin_only(web):
@@ -95,6 +143,7 @@ def test_a_post_from_another_or_no_origin_is_refused_without_a_cors_grant(web, s
 def test_unknown_and_uninstalled_stores_get_404(web, shop_settings):
     assert post(web, claim(store_hash="nosuchstore")).status_code == 404
     install_store(shop_settings, "appstore1")
+    hear_of(web, 1042, "appstore1")
     assert post(web, claim(store_hash="appstore1")).status_code == 202
     db = connect(shop_settings.database.path)
     try:
@@ -168,6 +217,7 @@ def test_a_flood_from_one_address_gets_429_with_retry_after_and_other_addresses_
 
 def test_behind_a_trusted_proxy_the_forwarded_address_is_limited(make_settings):
     web = create_app(make_settings(storefront_allowed_origins=SHOP, storefront_trusted_proxies="1")).test_client()
+    hear_of(web, 1042)
     proxy = "10.0.0.5"
     for n in range(10):
         assert post(web, claim(order_id=n + 1), ip=proxy, headers={"X-Forwarded-For": "1.1.1.1, 192.0.2.10"}).status_code == 202
@@ -178,6 +228,7 @@ def test_behind_a_trusted_proxy_the_forwarded_address_is_limited(make_settings):
 def test_until_the_store_domains_are_known_posts_are_refused_naming_the_fix(make_settings):
     settings = make_settings()  # no storefront.allowed_origins: the store's domains, read by the worker
     web = create_app(settings).test_client()
+    hear_of(web, 1042)
     response = post(web, claim(), origin="https://abc123.sandbox.example")
     assert response.status_code == 403
     assert "storefront.allowed_origins" in response.get_json()["error"] and "first read" in response.get_json()["error"]

@@ -253,9 +253,35 @@ def test_a_cancellation_is_never_sent_before_its_paid_report_is_done(client, wor
     assert outbox.find(db, key)["state"] == "done" and quantities(refersion) == [{"SKU-A": 1}]
 
 
-def test_a_refund_of_an_order_never_reported_is_recorded_not_sent(client, worker, bigcommerce, refersion, db):
+def test_a_refund_of_an_order_never_reported_is_recorded_not_sent(client, make_worker, settings_for, bigcommerce, refersion, db):
+    worker = make_worker(settings_for(rules_channel_ids="1"))
+    order_id = place(bigcommerce, channel_id=2)  # skipped: a channel the rules leave out, whatever its refunds
+    post_webhook(client, status_updated(order_id, 11))
+    worker.run_until_idle()
+    assert story(db, order_id)["decision"] == "skipped"
+
+    refund = bigcommerce.refund(order_id, [(A, 1)])
+    refund_hook(client, bigcommerce, order_id, refund)
+    worker.run_until_idle()
+    (event,) = events(db, "store/order/refund/created")
+    assert (event["state"], event["outcome"]) == ("done", "not_reported")
+    assert "never reported" in event["note"]
+    assert refersion.calls(CANCEL_PATH) == [] and story(db, order_id)["cancellations"] == []
+
+    other = place(bigcommerce, 302)  # refunded in full before the bridge ever saw it
+    refund = bigcommerce.refund(other, [(A + 10, 3), (B + 10, 1)], shipping="4.00")
+    refund_hook(client, bigcommerce, other, refund)
+    worker.run_until_idle()
+    (_, event) = events(db, "store/order/refund/created")
+    assert (event["state"], event["outcome"]) == ("done", "not_reported")
+    assert refersion.calls(CANCEL_PATH) == []
+
+
+def test_a_refund_while_the_report_is_dead_waits_and_is_cancelled_once_the_report_is_replayed(
+    client, worker, bigcommerce, refersion, db, clock
+):
     order_id = place(bigcommerce)
-    refersion.reject(400, "Invalid field currency_code", path=r"/tracker/orders/paid")
+    refersion.reject(400, "Temporary validation glitch", path=r"/tracker/orders/paid")
     post_webhook(client, status_updated(order_id, 11))
     worker.run_until_idle()
     assert outbox.find(db, outbox.paid_key(STORE_HASH, order_id))["state"] == "dead"
@@ -265,18 +291,19 @@ def test_a_refund_of_an_order_never_reported_is_recorded_not_sent(client, worker
     refund_hook(client, bigcommerce, order_id, refund)
     worker.run_until_idle()
     (event,) = events(db, "store/order/refund/created")
-    assert (event["state"], event["outcome"]) == ("done", "not_reported")
-    assert "never reported" in event["note"]
-    assert refersion.calls(CANCEL_PATH) == [] and story(db, order_id)["cancellations"] == []
-    assert bigcommerce.calls(order_id) == calls
+    assert (event["state"], event["outcome"]) == ("deferred", "awaiting_replay")
+    assert "Replay the report" in story(db, order_id)["events"][-1]["note"]
+    assert refersion.calls(CANCEL_PATH) == [] and bigcommerce.calls(order_id) == calls
 
-    other = place(bigcommerce, 302)  # refunded in full before the bridge ever saw it
-    refund = bigcommerce.refund(other, [(A + 10, 3), (B + 10, 1)], shipping="4.00")
-    refund_hook(client, bigcommerce, other, refund)
+    with immediate(db):  # the operator's replay (bridge replay ORDER_ID, the retry button)
+        outbox.replay(db, store_hash=STORE_HASH, order_id=order_id, now=clock())
     worker.run_until_idle()
-    (_, event) = events(db, "store/order/refund/created")
-    assert (event["state"], event["outcome"]) == ("done", "not_reported")
-    assert refersion.calls(CANCEL_PATH) == []
+    clock.advance(1)
+    worker.run_until_idle()
+    assert outbox.find(db, outbox.paid_key(STORE_HASH, order_id))["state"] == "done"
+    assert quantities(refersion) == [{"SKU-A": 1}]  # exactly one cancellation, of the refunded items
+    (event,) = events(db, "store/order/refund/created")
+    assert (event["state"], event["outcome"]) == ("done", "cancellation_queued")
 
 
 def test_refersions_invalid_order_id_answer_is_permanent_and_shown_in_the_story(client, worker, bigcommerce, refersion, db):

@@ -28,6 +28,8 @@ def shop(make_settings, make_worker):
 
 
 def claim(web, order_id: int, cart_id: str):
+    """The storefront script's post; the bridge has heard of the order before (an earlier order's webhook)."""
+    post_webhook(web, envelope("store/order/created", {"type": "order", "id": order_id - 1}))
     body = {"store_hash": STORE_HASH, "order_id": order_id, "cart_id": cart_id}
     return web.post("/storefront/cart", json=body, headers={"Origin": SHOP})
 
@@ -74,6 +76,24 @@ def test_a_forged_claim_for_another_order_is_ignored_and_the_order_keeps_its_own
     assert "does not match" in caplog.text
     # Nor can it be attached afterwards: the report is built.
     assert claim(web, order_id, ORDER_CART).status_code == 409
+
+
+def test_a_forger_who_pre_claims_an_order_neither_blocks_nor_spoils_the_shoppers_claim(shop, bigcommerce, refersion, db):
+    web, worker = shop
+    order_id = bigcommerce.add(load_fixture("manual_discount"))
+    assert claim(web, order_id, FORGED_CART).status_code == 202  # the next order, before its shopper
+    far = {"store_hash": STORE_HASH, "order_id": order_id + 500, "cart_id": FORGED_CART}
+    assert web.post("/storefront/cart", json=far, headers={"Origin": SHOP}).status_code == 404  # far ahead: not taken
+    assert claim(web, order_id, ORDER_CART).status_code == 202  # the shopper's own page
+    post_webhook(web, status_updated(order_id, 11))
+    worker.run_until_idle()
+    assert refersion.received[0].body["cart_id"] == ORDER_CART
+    told = story(db, order_id)
+    assert told["cart_id_source"] == "storefront"
+    assert (told["storefront"]["matched"], told["storefront"]["cart_id"]) == (True, ORDER_CART)
+    assert told["storefront"]["text"] == "Cart id confirmed by the storefront script."
+    checked = {row["cart_id"]: row["matched"] for row in storefront.find_claims(db, store_hash=STORE_HASH, order_id=order_id)}
+    assert checked == {FORGED_CART: 0, ORDER_CART: 1}
 
 
 def test_an_order_without_a_server_known_cart_ignores_any_claim(shop, bigcommerce, refersion, db):
@@ -137,6 +157,7 @@ def test_the_chore_reads_the_store_domains_daily_and_the_endpoint_then_accepts_t
     assert len(bigcommerce.recorded(r"/v2/store$")) == 1
     row = storefront.origins_row(db, STORE_HASH)
     assert row["origins"] == [origin, f"https://store-{STORE_HASH}.mybigcommerce.com"]
+    post_webhook(web, envelope("store/order/created", {"type": "order", "id": 5}))
     assert web.post("/storefront/cart", json=body, headers={"Origin": origin}).status_code == 202
     clock.advance(601)
     worker.run_until_idle()
