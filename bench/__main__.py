@@ -24,6 +24,7 @@ def main() -> None:
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated, of: {', '.join(PARTS)}")
     parser.add_argument("--quick", action="store_true", help="short runs (a smoke test of the suite, not figures to quote)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument("--drain-seconds", type=float, help="cut the backlog drain after this long (its rate then projects the rest)")
     args = parser.parse_args()
     parts = [part.strip() for part in args.parts.split(",") if part.strip()]
     unknown = set(parts) - set(PARTS)
@@ -56,7 +57,7 @@ def main() -> None:
             from bench import drain
 
             (workdir / "drain").mkdir()
-            result = drain.run(workdir / "drain", quick=args.quick)
+            result = drain.run(workdir / "drain", quick=args.quick, max_seconds=args.drain_seconds)
             figures["drain"] = result
             print("## 3. Backlog drain\n")
             print(common.table(drain.HEADERS, result["rows"]))

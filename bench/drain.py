@@ -121,6 +121,7 @@ def run(workdir: Path, *, quick: bool, max_seconds: float | None = None) -> dict
             time.sleep(1.0)
         elapsed = time.time() - started
         reported = _reported(db_path)
+        finished = reported >= total
         rss = {"bridge web": web.peak_rss(), "bridge worker": worker.peak_rss()}
     finally:
         if worker is not None:
@@ -130,12 +131,22 @@ def run(workdir: Path, *, quick: bool, max_seconds: float | None = None) -> dict
         refersion.stop()
     with sqlite3.connect(db_path) as conn:
         per = dict(conn.execute("SELECT store_hash, count(*) FROM deliveries WHERE kind = 'paid' AND state = 'done' GROUP BY store_hash"))
-    calls = collections.Counter(r.path.split("/")[2] for r in bigcommerce.requests if r.at <= started + elapsed)
+    drained = [r for r in bigcommerce.requests if r.at <= started + elapsed]
+    calls = collections.Counter(r.path.split("/")[2] for r in drained)
     refused = collections.Counter(r.path.split("/")[2] for r in bigcommerce.requests if r.status == 429)
-    allowance = QUOTA * elapsed / (WINDOW_MS / 1000)
-    rows = [[h, str(per_store), str(per.get(h, 0)), str(calls[h]), f"{calls[h] / allowance:.0%}", str(refused[h])] for h in hashes]
-    shares = [calls[h] / allowance for h in hashes]
-    finished = reported >= total
+    # Each store's share of the quota it was allowed while it had a backlog: from its first call
+    # to its last (or to the end of a cut run), in whole and partial windows.
+    spans = {h: [r.at for r in drained if r.path.split("/")[2] == h] for h in hashes}
+
+    def share(h: str) -> float:
+        times = spans[h]
+        if not times:
+            return 0.0
+        end = started + elapsed if not finished else max(times)
+        return calls[h] / (QUOTA * max(end - min(times), WINDOW_MS / 1000) / (WINDOW_MS / 1000))
+
+    rows = [[h, str(per_store), str(per.get(h, 0)), str(calls[h]), f"{share(h):.0%}", str(refused[h])] for h in hashes]
+    shares = [share(h) for h in hashes]
     rate = reported / elapsed if elapsed else 0.0
     cut = f" (cut at {max_seconds:.0f} s; at {rate:.1f} orders/s the whole backlog would take {total / rate:,.0f} s)" if rate else ""
     summary = (

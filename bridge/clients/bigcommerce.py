@@ -442,8 +442,11 @@ class BigCommerceClient:
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
         quota: QuotaGate | None = None,
+        quota_wait: float = 0.0,
     ):
-        """:param quota: the store's gate shared with the other clients of the store (the worker's threads); its own if None."""
+        """:param quota: the store's gate shared with the other clients of the store (the worker's threads); its own if None.
+        :param quota_wait: seconds a request may wait for the store's quota window to reset, rather than
+            raise at once (a worker lane, which serves one store's item at a time: its wait stalls no other store)."""
         self.store_hash = store_hash
         self.clock = clock  # the worker's clock: quota resets are times on it
         self._v2 = _Connection(
@@ -455,12 +458,17 @@ class BigCommerceClient:
         self.calls = 0
         self.rate_limit: RateLimit | None = None  # from the last answer that carried the headers
         self.quota = quota or QuotaGate()
+        self.quota_wait = quota_wait
         self.held_back = False  # the last call was not sent: the quota headers said it would be refused
 
     def _enter_quota(self, resource: str) -> None:
         """Count the request against the store's quota, or raise a 429-like error, without sending,
         while the answers so far say the quota would refuse it."""
         wait = self.quota.enter(self.clock())
+        while 0 < wait <= self.quota_wait:
+            # A short wait for the next window beats giving up an order's evaluation half done.
+            time.sleep(wait)
+            wait = self.quota.enter(self.clock())
         self.held_back = wait > 0
         if self.held_back:
             raise BigCommerceError(

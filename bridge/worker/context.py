@@ -111,6 +111,7 @@ class Context:
         self._refersion: dict[tuple[str, str], RefersionClient] = {}
         self.quotas = {} if quotas is None else quotas
         self.clients = clients
+        self.quota_wait = 0.0  # seconds a BigCommerce request may wait for its store's quota (lanes: see loop.py)
 
     # --- clients, one per store and credentials ----------------------------------------
 
@@ -130,6 +131,7 @@ class Context:
                     timeout=bc.timeout,
                     clock=self.clock,
                     quota=self.quotas.setdefault(store.store_hash, QuotaGate()),
+                    quota_wait=self.quota_wait,
                 )
             cached = self._bigcommerce[store.store_hash] = (store, client)
         return cached[1]

@@ -156,7 +156,7 @@ def test_refused_refersion_keys_pause_deliveries_without_burning_attempts_until_
 def test_bigcommerce_quota_500s_and_timeouts_orders_are_evaluated_when_it_recovers_and_no_request_is_refused(
     spawn, environ, bigcommerce, refersion
 ):
-    """A quota of 10 requests a second (each order takes 4), 500s and answers slower than the
+    """A quota of 10 requests a second (each order takes 3), 500s and answers slower than the
     timeout: every order is evaluated and reported once, and the sandbox never answers 429,
     as the bridge stops when the headers say the quota is spent."""
     rng, seed = seeded("BigCommerce quota, 500s and timeouts")
@@ -190,5 +190,9 @@ def test_bigcommerce_quota_500s_and_timeouts_orders_are_evaluated_when_it_recove
     )
     assert figures["bigcommerce_500"] == 6
     assert not bigcommerce.injections, "not every injected 500 and slow answer was met"
-    assert figures["holds_logged"] > 0, "the quota was never reached: the test proves nothing"
+    # The quota was reached: the store was held, or its lanes used a whole window's quota and waited
+    # for the next (the most requests BigCommerce answered within any one second, reserve kept).
+    times = sorted(call.at for call in calls)
+    busiest = max((sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times)), default=0)
+    assert figures["holds_logged"] > 0 or busiest >= 10 - 1, "the quota was never reached: the test proves nothing"
     assert figures["bigcommerce_429"] == 0, "the bridge sent requests the quota headers said would be refused"

@@ -86,6 +86,7 @@ def test_a_failing_write_is_undone_alone_and_its_caller_gets_the_error(path):
     threads = [threading.Thread(target=run, args=("hold", hold))]
     threads[0].start()
     time.sleep(0.1)
+
     def half_done(db):
         db.execute("INSERT INTO notes (text) VALUES ('half')")
         raise ValueError("a bug after the first insert")

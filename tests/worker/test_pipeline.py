@@ -63,8 +63,8 @@ def test_status_11_then_2_then_10_reports_once(client, worker, bigcommerce, refe
     assert refersion.order_ids == [str(order_id)]
     outcomes = [row["outcome"] for row in db.query("SELECT outcome FROM events ORDER BY id")]
     assert outcomes == ["report", "already_reported", "already_reported"]
-    # order, lines (a page, then the empty page that ends them), coupons (a 204): once, for the first event only
-    assert bigcommerce.calls(order_id) == 4
+    # order, lines (one page, whose quantities make the order's items_total), coupons (a 204): once, for the first event only
+    assert bigcommerce.calls(order_id) == 3
 
 
 def test_events_arriving_newest_first_report_once_on_the_current_state(client, worker, bigcommerce, refersion):
@@ -83,7 +83,7 @@ def test_events_waiting_together_cost_one_round_of_calls(client, worker, bigcomm
     post_webhook(client, status_updated(order_id, 11))
     worker.run_until_idle()
     assert refersion.order_ids == [str(order_id)]
-    assert bigcommerce.calls(order_id) == 4
+    assert bigcommerce.calls(order_id) == 3
     assert {row["state"] for row in db.query("SELECT state FROM events")} == {"done"}
 
 
