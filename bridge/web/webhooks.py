@@ -163,6 +163,7 @@ def receive() -> Response:
 
 
 UNAVAILABLE = "The bridge cannot store events right now; retry later."
+WRITE_MARGIN_SECONDS = 1.0
 
 
 class StoreUnavailable(Exception):
@@ -187,8 +188,13 @@ def _store(app: Flask, envelope: Envelope, body: bytes, token: str | None, signe
         return insert_event(db, envelope, text, known_store=store is not None, now=received_at, app_install=app_install), store is not None
 
     try:
-        return intake(app).run(store_event, timeout=REQUEST_BUSY_TIMEOUT)
-    except (sqlite3.Error, OSError, WriteTimeout) as error:
+        # The writer gives up on a locked database after REQUEST_BUSY_TIMEOUT; the request waits
+        # a little longer, for its batch's answer, queued behind another batch at most.
+        return intake(app).run(store_event, timeout=REQUEST_BUSY_TIMEOUT + WRITE_MARGIN_SECONDS)
+    except WriteTimeout as error:
+        log.warning("Could not store a webhook event: %s (the database is busy)", error)
+        raise StoreUnavailable from error
+    except (sqlite3.Error, OSError) as error:
         log.exception("Could not store a webhook event")
         # Not the sender's fault and nothing was stored: BigCommerce will retry.
         raise StoreUnavailable from error
