@@ -30,11 +30,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05, what: str = "condition") -> float:
+def wait_until(
+    condition: Callable[[], bool], timeout: float, interval: float = 0.05, what: str = "condition", log: Path | None = None
+) -> float:
     started = time.monotonic()
     while not condition():
         if time.monotonic() - started > timeout:
-            raise RuntimeError(f"{what} not met within {timeout} s")
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:]) if log and log.exists() else ""
+            raise RuntimeError(f"{what} not met within {timeout} s\n{tail}")
         time.sleep(interval)
     return time.monotonic() - started
 

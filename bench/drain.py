@@ -87,7 +87,7 @@ def run(workdir: Path, *, quick: bool, max_seconds: float | None = None) -> dict
     web = bridge(["web", "--port", str(port)], env, workdir / "web.log")
     worker = None
     try:
-        wait_until(lambda: listening(port), 30, what="bridge web listening")
+        wait_until(lambda: listening(port), 60, what="bridge web listening", log=web.log_path)
         _install(env, hashes, bigcommerce)
         for store_hash in hashes:
             for order_id in range(1, per_store + 1):

@@ -65,7 +65,7 @@ def run(workdir: Path, *, orders: int, idle_seconds: float = IDLE_SECONDS) -> di
     url = f"http://127.0.0.1:{port}/webhooks/bigcommerce"
     headers = {"X-Bridge-Token": WEBHOOK_SECRET}
     try:
-        wait_until(lambda: listening(port), 30, what="bridge web listening")
+        wait_until(lambda: listening(port), 60, what="bridge web listening", log=web.log_path)
         time.sleep(1.0)  # the worker's start-up (imports, migrations) is not what is measured
         for order_id in range(1, orders + 1):
             bigcommerce.add_order(order_id, lines=[{"sku": f"SKU-{order_id}", "name": "Bench product", "qty": 2, "price": "19.99"}])
