@@ -77,7 +77,7 @@ def run(workdir: Path, *, orders: int, idle_seconds: float = IDLE_SECONDS) -> di
             sent[str(order_id)] = time.time()
             answer = session.post(url, json=_webhook(order_id, n), headers=headers, timeout=10)
             answer.raise_for_status()
-        wait_until(lambda: len(refersion.received) >= orders, 120, what="every report received")
+        wait_until(lambda: len(refersion.received) >= orders, 120, what="every report received", log=workdir / "worker.log")
         arrived = {r.body["order_id"]: r.at for r in refersion.received}
         latencies_ms = [(arrived[order] - sent[order]) * 1000 for order in sent]
         reported_calls = len(bigcommerce.requests)

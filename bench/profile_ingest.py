@@ -31,6 +31,7 @@ def main() -> None:
         web = bridge(["web", "--port", str(port)], env, workdir / "web.log")
         try:
             wait_until(lambda: listening(port), 30, what="bridge web listening")
+            wait_until(lambda: len(descendants(web.pid)) > 1, 30, what="a gunicorn worker")
             worker_pid = descendants(web.pid)[1]
             raw = workdir / "profile.txt"
             load_env = {"BENCH_STORE_HASH": STORE_HASH, "BENCH_TOKEN": WEBHOOK_SECRET, "BENCH_FIRST_ORDER": "1"}

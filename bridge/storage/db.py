@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,31 +17,75 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer's lock
+FULL, NORMAL = "FULL", "NORMAL"
 
 migrations = Migrations("bridge")
 
 
-def connect(path: str | Path, *, migrate: bool = True, busy_timeout: float = BUSY_TIMEOUT) -> Database:
+def connect(path: str | Path, *, migrate: bool = True, busy_timeout: float = BUSY_TIMEOUT, synchronous: str = FULL) -> Database:
     """Open (creating if needed) the database file, migrated to the current schema.
 
     :param migrate: False for the web's per-request connections: the app factory has
         migrated once already, and the check takes the write lock.
     :param busy_timeout: seconds to wait for another writer's lock.
+    :param synchronous: ``FULL`` (every commit on disk before it returns) or ``NORMAL`` for the
+        worker's connections, whose commits a power cut may undo harmlessly (see ``durable``).
     """
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False)
     db = Database(conn)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
+    _until_unlocked(lambda: db.execute("PRAGMA journal_mode=WAL"), busy_timeout)
+    db.execute(f"PRAGMA synchronous={synchronous}")
     # Freed space is zeroed, so customer data purged after the retention period (storage/purge.py)
     # leaves no copy in the file's free pages or cells.
     db.execute("PRAGMA secure_delete=ON")
     if migrate:
-        with immediate(db):
-            migrations.apply(db)
+
+        def apply() -> None:
+            with immediate(db):
+                migrations.apply(db)
+
+        _until_unlocked(apply, busy_timeout)
     return db
+
+
+def _until_unlocked(step, busy_timeout: float) -> None:
+    """Run a set-up step, trying again while the file is locked, for up to ``busy_timeout``.
+
+    SQLite answers "database is locked" to a connection that switches a new file to WAL, or
+    migrates it, while another process does the same (``bridge web`` and ``bridge worker``
+    starting together on a fresh database), sometimes without waiting in its busy handler.
+    """
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def durable(db: Database) -> Iterator[Database]:
+    """Commits made inside are on disk before they return (``synchronous=FULL``), whatever the
+    connection's own setting.
+
+    The worker's connections run at ``NORMAL``: in WAL mode a commit then skips its fsync, and a
+    power cut (never a crash of the process) may undo the last commits. That is harmless for a
+    claim (the item is claimed again), a decision or a queued report (the order is evaluated
+    again, and the outbox key stops a second report) — but not for an answer from Refersion or
+    BigCommerce, which would be asked, or sent, again: those are written inside ``durable``.
+    """
+    (before,) = db.conn.execute("PRAGMA synchronous").fetchone()
+    db.conn.execute(f"PRAGMA synchronous={FULL}")
+    try:
+        yield db
+    finally:
+        db.conn.execute(f"PRAGMA synchronous={before}")
 
 
 def rows(cursor: sqlite3.Cursor) -> list[dict]:

@@ -131,6 +131,19 @@ class LeasedTable:
         found = self._claim(db, owner=owner, now=now, lease=lease, where=where, params=params)
         return found[0] if found else None
 
+    def any_due(self, db: Database, *, now: float) -> bool:
+        """Whether an item is due, or leased past its lease (a read: no lock taken, so an idle
+        worker can look often and cheaply; a claim may still find it held back)."""
+        return bool(
+            db.execute(
+                f"""
+                SELECT EXISTS (SELECT 1 FROM {self.table} WHERE state = :pending AND due_at <= :now)
+                    OR EXISTS (SELECT 1 FROM {self.table} WHERE state = :working AND lease_until < :now)
+                """,
+                {"pending": PENDING, "working": WORKING, "now": now},
+            ).fetchone()[0]
+        )
+
     def claim_pending(
         self, db: Database, *, owner: str, now: float, where: str, params: dict, lease: float = LEASES.lease_seconds
     ) -> list[dict]:

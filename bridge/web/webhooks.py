@@ -36,6 +36,7 @@ bp = Blueprint("webhooks", __name__)
 MAX_BODY_BYTES = 64 * 1024
 SIGNATURE_TOLERANCE = 300  # seconds either way, as Standard Webhooks prescribes
 MAX_NESTING = 32  # a webhook is three levels deep; far deeper ones would only exhaust the stack later
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")  # \ud800-\udfff, as JSON spells a surrogate
 
 
 class StoreId(fields.Field):
@@ -349,7 +350,11 @@ def _fast_envelope(body: bytes) -> Envelope | None:
     """The body as a webhook, or None for anything the Flask view must answer."""
     try:
         payload = json.loads(body.decode("utf-8"))
-        if _shallow(payload) and _encodable(payload):
+        # Cheap looks at the bytes first: a body with fewer brackets than the nesting limit cannot
+        # nest that deep, and one without a \\u escape of a surrogate cannot spell a lone one.
+        shallow = body.count(b"{") + body.count(b"[") <= MAX_NESTING or _shallow(payload)
+        encodable = not SURROGATE_ESCAPE.search(body) or _encodable(payload)
+        if shallow and encodable:
             return parse_envelope(payload)
     except (UnicodeDecodeError, ValueError, RecursionError, ValidationError):
         pass

@@ -16,7 +16,7 @@ from bridge.clients.refersion import RefersionClient
 from bridge.config import Settings
 from bridge.core.retry import Action, Outcome
 from bridge.storage import pauses
-from bridge.storage.db import immediate
+from bridge.storage.db import durable, immediate
 from bridge.storage.queue import DEAD, PENDING, Leases
 from bridge.storage.stores import Store, StoreRegistry
 
@@ -228,6 +228,10 @@ class Context:
                 delay = min(delay * 2, 30.0)
 
     def _write_promptly(self, write: Callable[[], None]) -> None:
+        with durable(self.db):  # an answer from outside, on disk before anything follows from it
+            self._write_promptly_now(write)
+
+    def _write_promptly_now(self, write: Callable[[], None]) -> None:
         """Run ``write`` in a write transaction, polling for the lock every LOCK_POLL_SECONDS for
         up to PROMPT_LOCK_SECONDS, then waiting in SQLite's busy handler as any other write."""
         conn = self.db.conn

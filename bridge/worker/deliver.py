@@ -206,12 +206,14 @@ def send_coupon(ctx: Context, store: Store, row: dict) -> Reply:
 SENDERS[outbox.COUPON] = send_coupon
 
 
-def send_now(ctx: Context, key: str) -> dict | None:
+def send_now(ctx: Context, key: str, *, due_only: bool = False) -> dict | None:
     """Claim the pending delivery with ``key`` and send it at once, as the worker would; returns the row
-    as recorded, or None when it could not be claimed (not pending, or its store is held back)."""
+    as recorded, or None when it could not be claimed (not pending, not due yet with ``due_only``,
+    or its store is held back)."""
+    where = "key = :key AND due_at <= :due" if due_only else "key = :key"
     with immediate(ctx.db):
         claimed = outbox.deliveries.claim_pending(
-            ctx.db, owner=ctx.owner, now=ctx.clock(), where="key = :key", params={"key": key}, lease=ctx.leases.lease_seconds
+            ctx.db, owner=ctx.owner, now=ctx.clock(), where=where, params={"key": key, "due": ctx.clock()}, lease=ctx.leases.lease_seconds
         )
     if not claimed:
         return None

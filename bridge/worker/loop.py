@@ -24,7 +24,7 @@ from bridge.core.retry import Failure, classify
 from bridge.storage import chores as chore_rows
 from bridge.storage import db as database
 from bridge.storage import inbox, outbox, pauses
-from bridge.storage.db import immediate
+from bridge.storage.db import durable, immediate
 from bridge.storage.queue import LEASES, Leases
 from bridge.worker import chores, deliver, evaluate
 from bridge.worker.context import ClientPool, Context
@@ -74,13 +74,20 @@ class Worker:
         self.quotas: dict = {}  # each store's quota gate, shared by the lanes
         self.clients = ClientPool()  # idle BigCommerce clients, lent to the lanes
         self.ctx = Context(
-            settings, db=database.connect(settings.database.path), clock=clock, rng=rng, owner=self.owner, leases=leases, quotas=self.quotas
+            settings,
+            db=database.connect(settings.database.path, synchronous=database.NORMAL),
+            clock=clock,
+            rng=rng,
+            owner=self.owner,
+            leases=leases,
+            quotas=self.quotas,
         )
         self.db = self.ctx.db
         self.lanes: list[Lane] = []
         self.chore_lane: Lane | None = None
         self.fatal: BaseException | None = None  # what stopped a lane for good: raised by run()
         self._freed = threading.Event()  # a lane finished its item: there is room for more
+        self._reports_first = False
         self._last_resume_check = float("-inf")
         self._next_chore_check = float("-inf")
 
@@ -164,6 +171,9 @@ class Worker:
             self._next_chore_check = self.ctx.clock() + CHORE_CHECK_SECONDS
             self.chore_lane.hand(self._run_chore, None, None)
             handed = True
+        now = self.ctx.clock()
+        if not (inbox.events.any_due(self.db, now=now) or outbox.deliveries.any_due(self.db, now=now)):
+            return handed  # nothing due: no claim, no write lock
         for lane in self.lanes:
             if not lane.free:
                 continue
@@ -173,20 +183,31 @@ class Worker:
                 per_store[store_hash] = per_store.get(store_hash, 0) + 1
             full = [store_hash for store_hash, count in per_store.items() if count >= LANES_PER_STORE]
             orders = [(store_hash, order_id) for store_hash, order_id in busy if order_id is not None]
-            now, lease = self.ctx.clock(), self.leases.lease_seconds
-            claimed = inbox.claim_order_events(self.db, owner=lane.ctx.owner, now=now, lease=lease, skip_stores=full, skip_orders=orders)
-            if claimed:
-                first = claimed[0]
-                lane.hand(lambda ctx, claimed=claimed: evaluate.handle_claimed(ctx, claimed), first["store_hash"], first["order_id"])
-                handed = True
-                continue
-            with immediate(self.db):
-                row = outbox.deliveries.claim(self.db, owner=lane.ctx.owner, now=now, lease=lease, skip_stores=full, skip_orders=orders)
-            if row is None:
+            # Reports and evaluations take turns for the free lanes: a backlog of webhooks must not
+            # keep reports (which cost no BigCommerce call) waiting, nor the other way round.
+            self._reports_first = not self._reports_first
+            for claim in (self._claim_delivery, self._claim_evaluation)[:: 1 if self._reports_first else -1]:
+                if claim(lane, skip_stores=full, skip_orders=orders):
+                    handed = True
+                    break
+            else:
                 break  # nothing due that a free lane may take
-            lane.hand(lambda ctx, row=row: deliver.handle_row(ctx, row), row["store_hash"], row["order_id"])
-            handed = True
         return handed
+
+    def _claim_evaluation(self, lane: Lane, **skip) -> bool:
+        now, lease = self.ctx.clock(), self.leases.lease_seconds
+        claimed = inbox.claim_order_events(self.db, owner=lane.ctx.owner, now=now, lease=lease, **skip)
+        if claimed:
+            first = claimed[0]
+            lane.hand(lambda ctx: _evaluate_then_report(ctx, claimed), first["store_hash"], first["order_id"])
+        return bool(claimed)
+
+    def _claim_delivery(self, lane: Lane, **skip) -> bool:
+        with immediate(self.db):
+            row = outbox.deliveries.claim(self.db, owner=lane.ctx.owner, now=self.ctx.clock(), lease=self.leases.lease_seconds, **skip)
+        if row is not None:
+            lane.hand(lambda ctx: deliver.handle_row(ctx, row), row["store_hash"], row["order_id"])
+        return row is not None
 
     def _run_chore(self, ctx: Context) -> None:
         if chores.run_next(ctx):
@@ -213,7 +234,9 @@ class Worker:
     def _heartbeat(self, stop: threading.Event) -> None:
         # Its own connection, waiting briefly for the lock: a renewal that cannot happen
         # now must give up in time for the next one (see Leases).
-        db = database.connect(self.settings.database.path, migrate=False, busy_timeout=self.leases.heartbeat_busy_timeout)
+        db = database.connect(
+            self.settings.database.path, migrate=False, busy_timeout=self.leases.heartbeat_busy_timeout, synchronous=database.NORMAL
+        )
         try:
             while not stop.wait(self.leases.heartbeat_seconds):
                 try:
@@ -246,6 +269,12 @@ class Worker:
         self.db.close()
 
 
+def _evaluate_then_report(ctx: Context, claimed: list[dict]) -> None:
+    """Evaluate an order; a report it queued goes out on the same lane at once, not one dispatch later."""
+    evaluate.handle_claimed(ctx, claimed)
+    deliver.send_now(ctx, outbox.paid_key(claimed[0]["store_hash"], claimed[0]["order_id"]), due_only=True)
+
+
 def give_back(ctx: Context, error: str) -> None:
     """Return everything ``ctx``'s owner holds to the queue, each as one failed attempt.
 
@@ -253,7 +282,7 @@ def give_back(ctx: Context, error: str) -> None:
     """
     unrecorded, ctx.unrecorded = ctx.unrecorded, None
     try:
-        with immediate(ctx.db):
+        with durable(ctx.db), immediate(ctx.db):
             if unrecorded is not None:
                 deliver.record_reply(ctx, *unrecorded)
             for table in (inbox.events, outbox.deliveries):
@@ -286,7 +315,7 @@ class Lane:
         self.worker = worker
         self.ctx = Context(
             worker.settings,
-            db=database.connect(worker.settings.database.path, migrate=False),
+            db=database.connect(worker.settings.database.path, migrate=False, synchronous=database.NORMAL),
             clock=worker.ctx.clock,
             rng=worker.ctx.rng,
             owner=f"{worker.owner}/{index}",

@@ -127,3 +127,15 @@ def test_the_access_log_keeps_no_query_string(web_process):
     wait_for(lambda: "/bigcommerce/auth" in process.output, timeout=10)
     assert '"GET /bigcommerce/load HTTP/1.1" 503' in process.output  # app installs are not set up here
     assert "SECRETJWT" not in process.output and "SECRETCODE42" not in process.output
+
+
+def test_the_access_log_leaves_out_webhooks_answered_200_and_keeps_every_other(web_process):
+    """A stored webhook is logged by the worker when it acts on it; a refused one keeps its line."""
+    port, process = web_process()
+    url = f"http://127.0.0.1:{port}/webhooks/bigcommerce"
+    assert requests.post(url, json=status_updated(4242, 11), headers={"X-Bridge-Token": WEBHOOK_SECRET}, timeout=5).status_code == 200
+    assert requests.post(url, json=status_updated(4243, 11), headers={"X-Bridge-Token": "wrong"}, timeout=5).status_code == 401
+    requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    wait_for(lambda: '"GET /healthz HTTP/1.1"' in process.output, timeout=10)
+    assert '"POST /webhooks/bigcommerce HTTP/1.1" 401' in process.output
+    assert '"POST /webhooks/bigcommerce HTTP/1.1" 200' not in process.output

@@ -33,3 +33,40 @@ def test_every_migration_function_is_registered_in_order():
 
     written = sorted(name for name, _ in inspect.getmembers(module, inspect.isfunction) if re.fullmatch(r"m\d{3}_\w+", name))
     assert [m.name for m in migrations._migrations] == written
+
+
+def test_set_up_steps_are_tried_again_while_the_file_is_locked_and_only_then():
+    import sqlite3
+
+    import pytest
+
+    from bridge.storage.db import _until_unlocked
+
+    tries = []
+
+    def locked_twice():
+        tries.append(1)
+        if len(tries) < 3:
+            raise sqlite3.OperationalError("database is locked")
+
+    _until_unlocked(locked_twice, busy_timeout=5)
+    assert len(tries) == 3
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        _until_unlocked(lambda: (_ for _ in ()).throw(sqlite3.OperationalError("no such table: x")), busy_timeout=5)
+
+    def always_locked():
+        raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _until_unlocked(always_locked, busy_timeout=0.2)
+
+
+def test_durable_commits_at_full_and_puts_the_connection_back_as_it_was(tmp_path):
+    from bridge.storage.db import NORMAL, durable
+
+    db = connect(tmp_path / "bridge.sqlite3", synchronous=NORMAL)
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    with durable(db):
+        assert db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 1
+    assert connect(tmp_path / "other.sqlite3").execute("PRAGMA synchronous").fetchone()[0] == 2  # the default: FULL

@@ -80,3 +80,18 @@ def test_dead_events_are_put_back_due_now_with_fresh_attempts_for_one_store_or_o
         None,
     )
     assert (rows[11]["state"], rows[11]["attempts"]) == ("dead", 9)
+
+
+def test_any_due_sees_a_due_item_or_a_lapsed_lease_and_nothing_else(db):
+    from bridge.storage import outbox
+    from bridge.storage.db import immediate
+
+    assert outbox.deliveries.any_due(db, now=1000.0) is False
+    with immediate(db):
+        outbox.enqueue(db, key="paid:abc123:1", kind=outbox.PAID, store_hash="abc123", order_id=1, payload="{}", now=1000.0)
+    assert outbox.deliveries.any_due(db, now=999.0) is False  # not due yet
+    assert outbox.deliveries.any_due(db, now=1000.0) is True
+    with immediate(db):
+        outbox.deliveries.claim(db, owner="w", now=1000.0, lease=15)
+    assert outbox.deliveries.any_due(db, now=1010.0) is False  # leased
+    assert outbox.deliveries.any_due(db, now=1016.0) is True  # the lease ran out
