@@ -581,7 +581,7 @@ def storefront_script_health(db: Database, store_hash: str) -> dict:
     if last is not None:
         detail = f"Last reported an order's cart id at {iso(last)}."
     else:
-        detail = "No order reported yet: add the script with Script Manager (see the README), then place a test order."
+        detail = "The storefront script has not posted a cart id yet: add it with Script Manager (see the README), then place a test order."
     return {
         "last_report_at": iso(last),
         "origins": origins["origins"] if origins else [],
