@@ -124,7 +124,8 @@ def replay(ctx: click.Context, order_id: int | None, dead: bool, store: str | No
     finally:
         db.close()
     for row in done["deliveries"]:
-        click.echo(f"Re-queued the {row['kind']} delivery of order #{row['order_id']} (store {row['store_hash']}).")
+        of = f"of order #{row['order_id']}" if row["order_id"] is not None else row["key"]  # a coupon push has no order
+        click.echo(f"Re-queued the {row['kind']} delivery {of} (store {row['store_hash']}).")
     for row in done["events"]:
         click.echo(f"Re-queued {row['scope']} for order #{row['order_id']} (store {row['store_hash']}).")
     for row in done["resumed"]:

@@ -79,3 +79,19 @@ def test_replay_needs_an_order_or_dead(run):
     result = run("replay")
     assert result.exit_code == 2
     assert "give either ORDER_ID or --dead" in result.output
+
+
+def test_replay_dead_names_a_coupon_push_by_its_key_not_an_order(run, db):
+    import time
+
+    from bridge.storage import outbox
+    from bridge.storage.db import immediate
+
+    key = outbox.coupon_key(STORE_HASH, "ANNA-10")
+    with immediate(db):
+        payload = '{"code": "ANNA-10"}'
+        outbox.enqueue(db, key=key, kind=outbox.COUPON, store_hash=STORE_HASH, order_id=None, payload=payload, now=time.time())
+        db.execute("UPDATE deliveries SET state = 'dead' WHERE key = ?", [key])
+    result = run("replay", "--dead")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == f"Re-queued the coupon delivery {key} (store {STORE_HASH})."
