@@ -45,6 +45,10 @@ MAX_ERROR_WAIT = 5.0  # seconds: the longest wait after failures in a row; the w
 LANES = int(os.environ.get("WORKER_LANES", "48"))
 LANES_PER_STORE = int(os.environ.get("WORKER_LANES_PER_STORE", "6"))
 LANE_CACHE_KIB = 256
+# Refersion deliveries in flight at once, at most. Evaluations (reads of BigCommerce) can be
+# repeated harmlessly, but a send the worker dies in the middle of is in doubt and is sent again
+# after a restart: at most this many orders can be reported twice by one crash.
+SENDING_LANES = int(os.environ.get("WORKER_SENDING_LANES", "4"))
 # Seconds a lane's BigCommerce request may wait for its store's quota window to reset: the lane
 # serves one store, so its wait holds up no other, and an order's evaluation is not given up
 # half done (its calls spent for nothing) at every window. A longer reset holds the store instead.
@@ -88,6 +92,7 @@ class Worker:
         self.fatal: BaseException | None = None  # what stopped a lane for good: raised by run()
         self._freed = threading.Event()  # a lane finished its item: there is room for more
         self._reports_first = False
+        self._sending = threading.BoundedSemaphore(SENDING_LANES)
         self._last_resume_check = float("-inf")
         self._next_chore_check = float("-inf")
 
@@ -199,15 +204,35 @@ class Worker:
         claimed = inbox.claim_order_events(self.db, owner=lane.ctx.owner, now=now, lease=lease, **skip)
         if claimed:
             first = claimed[0]
-            lane.hand(lambda ctx: _evaluate_then_report(ctx, claimed), first["store_hash"], first["order_id"])
+            lane.hand(lambda ctx: self._evaluate_then_report(ctx, claimed), first["store_hash"], first["order_id"])
         return bool(claimed)
 
     def _claim_delivery(self, lane: Lane, **skip) -> bool:
+        if not self._sending.acquire(blocking=False):
+            return False  # SENDING_LANES deliveries in flight already
         with immediate(self.db):
             row = outbox.deliveries.claim(self.db, owner=lane.ctx.owner, now=self.ctx.clock(), lease=self.leases.lease_seconds, **skip)
-        if row is not None:
-            lane.hand(lambda ctx: deliver.handle_row(ctx, row), row["store_hash"], row["order_id"])
-        return row is not None
+        if row is None:
+            self._sending.release()
+            return False
+        lane.hand(lambda ctx: self._send(ctx, row), row["store_hash"], row["order_id"])
+        return True
+
+    def _send(self, ctx: Context, row: dict) -> None:
+        try:
+            deliver.handle_row(ctx, row)
+        finally:
+            self._sending.release()
+
+    def _evaluate_then_report(self, ctx: Context, claimed: list[dict]) -> None:
+        """Evaluate an order; a report it queued goes out on the same lane at once, when fewer than
+        SENDING_LANES deliveries are in flight (else the dispatcher sends it soon after)."""
+        evaluate.handle_claimed(ctx, claimed)
+        if self._sending.acquire(blocking=False):
+            try:
+                deliver.send_now(ctx, outbox.paid_key(claimed[0]["store_hash"], claimed[0]["order_id"]), due_only=True)
+            finally:
+                self._sending.release()
 
     def _run_chore(self, ctx: Context) -> None:
         if chores.run_next(ctx):
@@ -267,12 +292,6 @@ class Worker:
         self.clients.close()
         self.ctx.close()
         self.db.close()
-
-
-def _evaluate_then_report(ctx: Context, claimed: list[dict]) -> None:
-    """Evaluate an order; a report it queued goes out on the same lane at once, not one dispatch later."""
-    evaluate.handle_claimed(ctx, claimed)
-    deliver.send_now(ctx, outbox.paid_key(claimed[0]["store_hash"], claimed[0]["order_id"]), due_only=True)
 
 
 def give_back(ctx: Context, error: str) -> None:

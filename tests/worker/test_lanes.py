@@ -66,3 +66,20 @@ def test_one_store_s_backlog_keeps_at_most_its_share_of_lanes_busy(client, bigco
     in_flight = max(sum(1 for other in arrivals if at <= other < at + latency * 0.95) for at in arrivals)
     assert 2 <= in_flight <= 3  # concurrent, and never more than the store's lanes
     assert sorted(refersion.order_ids) == sorted(str(order_id) for order_id in order_ids)
+
+
+def test_no_more_than_the_sending_lanes_post_to_refersion_at_once(client, bigcommerce, refersion, running, monkeypatch):
+    """A send the worker dies during is in doubt and is sent again after a restart: the sends in
+    flight at once are few, so one crash can report only that many orders twice."""
+    monkeypatch.setattr(loop, "SENDING_LANES", 2)
+    bigcommerce.set_quota(quota=1_000_000)
+    latency = 0.3
+    refersion.slow_next(latency, times=1000)
+    order_ids = [bigcommerce.add(load_fixture("manual_discount"), id=2000 + n) for n in range(10)]
+    for order_id in order_ids:
+        assert post_webhook(client, status_updated(order_id, 11)).status_code == 200
+    running()
+    wait_for(lambda: len(refersion.order_ids) == len(order_ids), timeout=60)
+    arrivals = sorted(call.at for call in refersion.calls(r"/tracker/orders/paid"))
+    in_flight = max(sum(1 for other in arrivals if at <= other < at + latency * 0.95) for at in arrivals)
+    assert in_flight == 2
