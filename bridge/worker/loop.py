@@ -105,9 +105,9 @@ class Worker:
         heartbeat_stop = threading.Event()
         heartbeat = threading.Thread(target=self._heartbeat, args=(heartbeat_stop,), name="lease-heartbeat", daemon=True)
         heartbeat.start()
-        self.lanes = [Lane(self, index, stop) for index in range(LANES)]
-        self.chore_lane = Lane(self, "chores", stop)
         try:
+            self.lanes = [Lane(self, index, stop) for index in range(LANES)]
+            self.chore_lane = Lane(self, "chores", stop)
             failures = 0
             while not stop.is_set():
                 try:
