@@ -6,7 +6,8 @@ takes every write queued while it was committing the previous batch and runs the
 together: each in a savepoint of its own (one failing write does not undo the others),
 then one COMMIT for all. Each caller gets its own result back only after that commit,
 so nothing is acknowledged before it is durable, and a failed commit fails every write
-of the batch (none of them is stored, and every caller is told so).
+of the batch (none of them is stored, and every caller is told so). After each commit that
+stored something, a sleeping worker is woken through the pipe beside the database (``wake``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Generic, TypeVar
 from sqlite_utils import Database
 
 from bridge.storage import db as database
+from bridge.storage.wake import Notifier
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._running = False
         self._turns = None  # the lock file the web processes' writers take turns with
+        self._wake = Notifier(path)
 
     def run(self, work: Callable[[Database], T], *, timeout: float) -> T:
         """Run ``work(db)`` inside a write transaction; returns its result once committed.
@@ -98,10 +101,12 @@ class GroupCommit:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            committed = False
             try:
                 if db is None:
                     db = database.connect(self._path, migrate=False, busy_timeout=self._busy_timeout)
                 self._commit(db, batch)
+                committed = True
             except BaseException as error:  # the connection or the commit failed: no write of the batch is stored
                 log.warning("A group commit of %d write(s) failed: %s", len(batch), error)
                 for write in batch:
@@ -113,8 +118,11 @@ class GroupCommit:
             finally:
                 for write in batch:
                     write.done.set()
+            if committed and any(write.error is None for write in batch):
+                self._wake.notify()
         if db is not None:
             db.close()
+        self._wake.close()
         if self._turns is not None:
             self._turns.close()
             self._turns = None

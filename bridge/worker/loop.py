@@ -26,6 +26,7 @@ from bridge.storage import db as database
 from bridge.storage import inbox, outbox, pauses
 from bridge.storage.db import durable, immediate
 from bridge.storage.queue import LEASES, Leases
+from bridge.storage.wake import Listener
 from bridge.worker import chores, deliver, evaluate
 from bridge.worker.context import ClientPool, Context
 
@@ -34,9 +35,11 @@ log = logging.getLogger(__name__)
 RESUME_CHECK_SECONDS = 10.0
 CHORE_CHECK_SECONDS = 1.0  # how often an idle worker looks for a due chore (a claim takes the write lock)
 MAX_IDLE_WAIT = 1.0  # seconds: the loop never waits longer than this when idle
-# How often an idle worker looks whether another connection (a webhook's, a replay's) has
-# committed: ``PRAGMA data_version`` reads shared memory, so this costs little CPU and wakes
-# the worker within milliseconds of new work instead of a poll interval later.
+# An idle worker sleeps in ``select`` on the wake-up pipe beside the database, which the web's
+# intake writes to after each commit of webhooks. Commits from elsewhere (a `bridge replay`, the
+# app's pages) are seen by ``PRAGMA data_version`` (a read of shared memory) this often; without
+# the pipe (a read-only folder) the worker looks every WAKE_CHECK_SECONDS instead, to be as quick.
+DATA_VERSION_CHECK_SECONDS = 0.1
 WAKE_CHECK_SECONDS = 0.01
 MAX_ERROR_WAIT = 5.0  # seconds: the longest wait after failures in a row; the worker resumes this soon once the fault clears
 # Threads serving claimed work at once, and at most this many of them on one store's work: one
@@ -90,7 +93,7 @@ class Worker:
         self.lanes: list[Lane] = []
         self.chore_lane: Lane | None = None
         self.fatal: BaseException | None = None  # what stopped a lane for good: raised by run()
-        self._freed = threading.Event()  # a lane finished its item: there is room for more
+        self.wake = Listener(settings.database.path)  # poked by the intake's commits, a freed lane, a stop
         self._reports_first = False
         self._sending = threading.BoundedSemaphore(SENDING_LANES)
         self._last_resume_check = float("-inf")
@@ -105,6 +108,7 @@ class Worker:
         heartbeat_stop = threading.Event()
         heartbeat = threading.Thread(target=self._heartbeat, args=(heartbeat_stop,), name="lease-heartbeat", daemon=True)
         heartbeat.start()
+        threading.Thread(target=lambda: (stop.wait(), self.wake.poke()), name="stop-watch", daemon=True).start()
         try:
             self.lanes = [Lane(self, index, stop) for index in range(LANES)]
             self.chore_lane = Lane(self, "chores", stop)
@@ -149,13 +153,15 @@ class Worker:
         return worked
 
     def wait_for_work(self, stop: threading.Event, timeout: float) -> None:
-        """Wait until another connection commits (most likely new work), ``timeout`` passes
-        (work may fall due: a retry, a chore) or ``stop`` is set."""
+        """Wait until work may have arrived (a wake-up from the intake, a lane freed, a commit by
+        another connection), ``timeout`` passes (work may fall due: a retry, a chore) or ``stop``
+        is set."""
         version = self._data_version()
         deadline = time.monotonic() + timeout
+        check_every = DATA_VERSION_CHECK_SECONDS if self.wake.listening else WAKE_CHECK_SECONDS
         while not stop.is_set():
-            time.sleep(WAKE_CHECK_SECONDS)  # costs less CPU than Event.wait with a timeout
-            if time.monotonic() >= deadline or self._freed.is_set() or self._data_version() != version:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.wake.wait(min(remaining, check_every)) or self._data_version() != version:
                 return
 
     def _data_version(self) -> int:
@@ -170,7 +176,6 @@ class Worker:
         if self.ctx.clock() - self._last_resume_check >= RESUME_CHECK_SECONDS:
             self.resume_changed_credentials()
             chores.schedule_all(self.ctx)  # stores installed since get their chores
-        self._freed.clear()
         handed = False
         if self.chore_lane.free and self.ctx.clock() >= self._next_chore_check:
             self._next_chore_check = self.ctx.clock() + CHORE_CHECK_SECONDS
@@ -290,6 +295,7 @@ class Worker:
         for lane in self._all_lanes():
             lane.close()
         self.clients.close()
+        self.wake.close()
         self.ctx.close()
         self.db.close()
 
@@ -381,7 +387,7 @@ class Lane:
             finally:
                 self.ctx.return_clients()
                 self._job, self.doing, self.free = None, None, True
-                self.worker._freed.set()
+                self.worker.wake.poke()  # room for more work
 
     def finish(self, timeout: float = 60.0) -> None:
         """Wait for the item in hand, then end the thread."""

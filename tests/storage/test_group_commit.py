@@ -152,3 +152,21 @@ def test_an_idle_writer_ends_its_thread_and_a_new_write_starts_another(path, mon
     assert writers() == before  # no thread, no open connection left behind
     writer.run(_insert("b"), timeout=5)
     assert _texts(path) == ["a", "b"]
+
+
+def test_a_commit_wakes_a_listener_beside_the_database_and_a_failed_write_does_not(path):
+    from bridge.storage.wake import Listener
+
+    listener = Listener(path)
+    try:
+        writer = GroupCommit(path, busy_timeout=1)
+        with pytest.raises(sqlite3.IntegrityError):
+            writer.run(_insert("same"), timeout=5) and writer.run(_insert("same"), timeout=5)
+        assert listener.wait(5)  # the first write was stored
+        with pytest.raises(sqlite3.IntegrityError):
+            writer.run(_insert("same"), timeout=5)
+        assert not listener.wait(0.2)  # nothing stored: nobody woken for nothing
+        writer.run(_insert("other"), timeout=5)
+        assert listener.wait(5)
+    finally:
+        listener.close()
