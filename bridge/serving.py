@@ -20,6 +20,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from bridge.config import Settings
 from bridge.web.app import create_app
+from bridge.web.closing import Closer
 from bridge.worker.loop import Worker
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ WEB_THREADS = 64
 CLIENT_TIMEOUT = float(os.environ.get("WEB_CLIENT_TIMEOUT", "10"))
 
 
+CLOSER = Closer()
+
+
 class _Connection(TConn):
     """gthread's connection, with CLIENT_TIMEOUT on every socket read and write, closed off
     the worker's main loop.
@@ -60,8 +64,8 @@ class _Connection(TConn):
         if graceful:
             # gthread closes on its main loop, and a graceful close waits up to 2 s for the
             # client to hang up: done there, each stalled client would stop the worker from
-            # accepting (or answering) anything for 2 s.
-            threading.Thread(target=super().close, args=(True,), name="close", daemon=True).start()
+            # accepting (or answering) anything for 2 s. The closer waits for all of them at once.
+            CLOSER.close(self.sock)
         else:
             super().close()
 
