@@ -107,12 +107,20 @@ class StoreRegistry:
         logs.redact(secret)
         return self.vault.encrypt(secret)
 
+    def _mode(self, store_hash: str, row: dict | None) -> str | None:
+        if store_hash == self.configured_hash:
+            return API_ACCOUNT
+        if row is not None and row["mode"] == APP and row["access_token"] and row["uninstalled_at"] is None:
+            return APP
+        return None
+
     def _store(self, store_hash: str, row: dict | None) -> Store | None:
         bc, ref = self._settings.bigcommerce, self._settings.refersion
-        if store_hash == self.configured_hash:
-            mode, token = API_ACCOUNT, bc.access_token
-        elif row is not None and row["mode"] == APP and row["access_token"] and row["uninstalled_at"] is None:
-            mode, token = APP, self._decrypt(row["access_token"])
+        mode = self._mode(store_hash, row)
+        if mode == API_ACCOUNT:
+            token = bc.access_token
+        elif mode == APP:
+            token = self._decrypt(row["access_token"])
         else:
             return None
         keys = RefersionKeys(ref.public_key, ref.secret_key) if ref.public_key and ref.secret_key else None
@@ -133,6 +141,12 @@ class StoreRegistry:
         """The store with this hash, or None when the bridge has no credentials for it."""
         found = rows(db.execute("SELECT * FROM stores WHERE store_hash = ?", [store_hash])) if db is not None else []
         return self._store(store_hash, found[0] if found else None)
+
+    def mode_of(self, db: Database, store_hash: str) -> str | None:
+        """How the store is served (``APP`` or ``API_ACCOUNT``), or None when it is not: what
+        ``get`` would say, without decrypting any secret (the webhook intake needs no more)."""
+        found = rows(db.execute("SELECT mode, access_token, uninstalled_at FROM stores WHERE store_hash = ?", [store_hash]))
+        return self._mode(store_hash, found[0] if found else None)
 
     def all(self, db: Database | None) -> list[Store]:
         """Every store the bridge serves now: the configured one first, then app installs by hash."""

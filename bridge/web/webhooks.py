@@ -24,7 +24,7 @@ from bridge.core.hooks import hook_token
 from bridge.schemas import Lenient
 from bridge.storage.group_commit import WriteTimeout
 from bridge.storage.inbox import HANDLED_SCOPES, Envelope, insert_event
-from bridge.storage.stores import APP, Store
+from bridge.storage.stores import APP
 from bridge.web.auth import content_security_policy
 from bridge.web.database import REQUEST_BUSY_TIMEOUT, intake
 from bridge.web.webhook_schemas import MAX_ID, load_data
@@ -181,12 +181,11 @@ def _store(app: Flask, envelope: Envelope, body: bytes, token: str | None, signe
     def store_event(db):
         # The store's state and the event's insert in one transaction, so an install or an
         # uninstall cannot slip between the token check and the insert.
-        store = stores.get(db, envelope.store_hash)
-        if not signed and not _store_token_valid(settings.webhooks.secret, token, envelope.store_hash, store):
+        mode = stores.mode_of(db, envelope.store_hash)
+        if not signed and not _store_token_valid(settings.webhooks.secret, token, envelope.store_hash, mode):
             return None
         # An uninstall is recorded and applied in the same transaction: no BigCommerce call here.
-        app_install = store is not None and store.mode == APP
-        return insert_event(db, envelope, text, known_store=store is not None, now=received_at, app_install=app_install), store is not None
+        return insert_event(db, envelope, text, known_store=mode is not None, now=received_at, app_install=mode == APP), mode is not None
 
     try:
         # The writer gives up on a locked database after REQUEST_BUSY_TIMEOUT; the request waits
@@ -201,12 +200,12 @@ def _store(app: Flask, envelope: Envelope, body: bytes, token: str | None, signe
         raise StoreUnavailable from error
 
 
-def _store_token_valid(secret: str, token: str | None, store_hash: str, store: Store | None) -> bool:
+def _store_token_valid(secret: str, token: str | None, store_hash: str, mode: str | None) -> bool:
     """The token is one the named store's hooks may send: its own app-store token (also after an
     uninstall, for a late retry), or ``webhooks.secret`` unless the store is served as an app."""
     if _token_valid(hook_token(secret, store_hash, app=True), token):
         return True
-    return not (store is not None and store.mode == APP) and _token_valid(secret, token)
+    return mode != APP and _token_valid(secret, token)
 
 
 def _envelope(body: bytes) -> Envelope | Response:

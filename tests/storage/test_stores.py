@@ -161,6 +161,21 @@ def test_an_uninstalled_store_is_none_until_it_installs_again(two_apps, db):
         assert registry_module.uninstall(db, store_hash=STORE_HASH, now=time.time()) is False  # not an app install
 
 
+def test_mode_of_says_what_get_says_without_decrypting_anything(two_apps, db, make_settings):
+    with immediate(db):
+        registry_module.uninstall(db, store_hash="appaaa", now=time.time())
+    save(db, two_apps, "settingsonly", dry_run=True)
+    registry = StoreRegistry(two_apps)
+    hashes = [STORE_HASH, "appaaa", "appbbb", "settingsonly", "neverseen"]
+    expected = [API_ACCOUNT, None, APP, None, None]
+    assert [registry.mode_of(db, store_hash) for store_hash in hashes] == expected
+    assert [store.mode if (store := registry.get(db, store_hash)) else None for store_hash in hashes] == expected
+    wrong_key = StoreRegistry(make_settings(server_encryption_key=NEW_KEY))  # cannot read the stored secrets
+    with pytest.raises(VaultError):
+        wrong_key.get(db, "appbbb")
+    assert wrong_key.mode_of(db, "appbbb") == APP
+
+
 # --- Per-store settings ----------------------------------------------------------------------
 
 
