@@ -19,7 +19,6 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from bridge.config import Settings
-from bridge.web.app import create_app
 from bridge.worker.loop import Worker
 
 log = logging.getLogger(__name__)
@@ -152,6 +151,10 @@ class WebServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
+        # Imported here, not at the top: the worker process imports this module too, and Flask
+        # and the web's blueprints would cost it about 11 MiB it never uses (issue 11).
+        from bridge.web.app import create_app
+
         return create_app(self.settings)
 
 
