@@ -17,7 +17,7 @@ THREADS = os.environ.get("WEB_THREADS", "64")
 
 def _gunicorn(app: str, port: int, workdir: Path, name: str) -> Proc:
     command = [
-        sys.executable, "-m", "gunicorn", "-k", "bridge.serving.BridgeThreadWorker", "-w", WORKERS, "--threads", THREADS,
+        sys.executable, "-m", "gunicorn", "-k", "bridge.web.server.BridgeThreadWorker", "-w", WORKERS, "--threads", THREADS,
         "--keep-alive", "5", "-b", f"127.0.0.1:{port}", app,
     ]  # fmt: skip
     env = {"BENCH_SQLITE_PATH": str(workdir / f"{name}.sqlite3"), "PYTHONPATH": str(Path(__file__).parent.parent)}

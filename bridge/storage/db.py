@@ -18,11 +18,19 @@ from sqlite_utils.migrations import Migrations
 
 BUSY_TIMEOUT = 30.0  # seconds a writer waits for another writer's lock
 FULL, NORMAL = "FULL", "NORMAL"
+CACHED_STATEMENTS = 128  # Python's own default
 
 migrations = Migrations("bridge")
 
 
-def connect(path: str | Path, *, migrate: bool = True, busy_timeout: float = BUSY_TIMEOUT, synchronous: str = FULL) -> Database:
+def connect(
+    path: str | Path,
+    *,
+    migrate: bool = True,
+    busy_timeout: float = BUSY_TIMEOUT,
+    synchronous: str = FULL,
+    cached_statements: int = CACHED_STATEMENTS,
+) -> Database:
     """Open (creating if needed) the database file, migrated to the current schema.
 
     :param migrate: False for the web's per-request connections: the app factory has
@@ -30,11 +38,13 @@ def connect(path: str | Path, *, migrate: bool = True, busy_timeout: float = BUS
     :param busy_timeout: seconds to wait for another writer's lock.
     :param synchronous: ``FULL`` (every commit on disk before it returns) or ``NORMAL`` for the
         worker's connections, whose commits a power cut may undo harmlessly (see ``durable``).
+    :param cached_statements: prepared statements kept for reuse (each a few KiB, a claim tens);
+        0 prepares every statement afresh.
     """
     path = Path(path)
     if path.parent and not path.parent.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False)
+    conn = sqlite3.connect(str(path), timeout=busy_timeout, check_same_thread=False, cached_statements=cached_statements)
     db = Database(conn)
     _until_unlocked(lambda: db.execute("PRAGMA journal_mode=WAL"), busy_timeout)
     db.execute(f"PRAGMA synchronous={synchronous}")

@@ -194,3 +194,12 @@ def test_an_address_of_another_machine_is_one_clear_line():
         "cannot listen on 192.0.2.1:8000: no interface of this machine has that address; choose another with --host or server.host"
     )
     assert listen_problem("127.0.0.1", free_port()) is None
+
+
+def test_the_worker_process_loads_neither_flask_nor_gunicorn():
+    """``bridge worker`` imports the command group and ``bridge.serving``: the web's stack
+    would cost it about 13 MiB of its memory budget (issue 11) for nothing."""
+    probe = "import sys, bridge.cli.main, bridge.serving; print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.split()
+    assert "bridge" in loaded and "requests" in loaded  # the probe saw the worker's own stack
+    assert not {"flask", "gunicorn", "jinja2", "werkzeug", "flask_limiter", "prometheus_client"} & set(loaded)

@@ -1,5 +1,7 @@
 """The leased queue on a real SQLite file: claims, sibling claims, settling, lease timings."""
 
+import sqlite3
+
 import pytest
 
 from bridge.storage import inbox, outbox
@@ -95,3 +97,32 @@ def test_any_due_sees_a_due_item_or_a_lapsed_lease_and_nothing_else(db):
         outbox.deliveries.claim(db, owner="w", now=1000.0, lease=15)
     assert outbox.deliveries.any_due(db, now=1010.0) is False  # leased
     assert outbox.deliveries.any_due(db, now=1016.0) is True  # the lease ran out
+
+
+def test_a_claim_leaves_the_stores_and_orders_it_is_told_to_skip(db):
+    for store_hash, order_id in [("full01", 1), ("abc123", 2), ("abc123", 3), ("other2", 4)]:
+        record_event(db, order_event(order_id, NOW + order_id, store_hash), "{}", known_store=True, now=NOW + order_id)
+    claimed = inbox.claim_order_events(db, owner="w", now=NOW + 10, skip_stores=["full01"], skip_orders=[("abc123", 2)])
+    assert [(row["store_hash"], row["order_id"]) for row in claimed] == [("abc123", 3)]
+    claimed = inbox.claim_order_events(db, owner="w", now=NOW + 10, skip_stores=["full01", "abc123"], skip_orders=[])
+    assert [(row["store_hash"], row["order_id"]) for row in claimed] == [("other2", 4)]
+    assert inbox.claim_order_events(db, owner="w", now=NOW + 10, skip_stores=["full01"], skip_orders=[("abc123", 2)]) == []
+    claimed = inbox.claim_order_events(db, owner="w", now=NOW + 10)
+    assert [(row["store_hash"], row["order_id"]) for row in claimed] == [("full01", 1)]
+
+
+def test_claims_skipping_any_number_of_stores_and_orders_share_one_prepared_statement(db):
+    """The worker's dispatcher claims with lists of every length: one SQL text keeps one
+    prepared statement (tens of KiB) on its connection instead of one per length."""
+    try:
+        db.execute("SELECT count(*) FROM sqlite_stmt").fetchone()
+    except sqlite3.OperationalError:
+        pytest.skip("this SQLite is built without the sqlite_stmt table")
+    for n in range(12):
+        with immediate(db):
+            outbox.deliveries.claim(
+                db, owner="w", now=NOW, skip_stores=[f"store{i}" for i in range(n)], skip_orders=[(f"store{i}", i) for i in range(n % 5)]
+            )
+    prepared = [sql for (sql,) in db.execute("SELECT sql FROM sqlite_stmt").fetchall() if "sqlite_stmt" not in sql]
+    claims = [sql for sql in prepared if "UPDATE deliveries" in sql and "SET state = :working" in sql]
+    assert len(claims) == 1

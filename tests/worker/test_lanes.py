@@ -7,6 +7,7 @@ answers one store slowly (``slow_next`` on its paths) and records when each requ
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 
@@ -83,3 +84,25 @@ def test_no_more_than_the_sending_lanes_post_to_refersion_at_once(client, bigcom
     arrivals = sorted(call.at for call in refersion.calls(r"/tracker/orders/paid"))
     in_flight = max(sum(1 for other in arrivals if at <= other < at + latency * 0.95) for at in arrivals)
     assert in_flight == 2
+
+
+def test_only_the_first_lanes_keep_their_prepared_statements(make_worker):
+    """Each lane's cached statements cost its connection about 116 KiB: the lanes a light load
+    uses keep them, the rest of a backlog's lanes prepare each statement again (issue 11)."""
+    worker = make_worker(clock=time.time)
+    stop = threading.Event()
+    lanes = [loop.Lane(worker, index, stop) for index in (0, loop.CACHED_LANES - 1, loop.CACHED_LANES, loop.LANES - 1, "chores")]
+    query = "SELECT count(*) FROM events WHERE state = 'pending'"
+    try:
+        kept = []
+        for lane in lanes:
+            try:
+                lane.ctx.db.execute(query).fetchall()
+                prepared = [sql for (sql,) in lane.ctx.db.execute("SELECT sql FROM sqlite_stmt").fetchall()]
+            except sqlite3.OperationalError:
+                pytest.skip("this SQLite is built without the sqlite_stmt table")
+            kept.append(query in prepared)
+        assert kept == [True, True, False, False, True]
+    finally:
+        for lane in lanes:
+            lane.close()
