@@ -38,13 +38,22 @@ class WriteTimeout(Exception):
 
 
 class _Write(Generic[T]):
-    __slots__ = ("done", "error", "result", "work")
+    __slots__ = ("_settled", "error", "result", "work")
 
     def __init__(self, work: Callable[[Database], T]):
         self.work = work
-        self.done = threading.Event()
+        # A bare lock, held until the write is settled: what an Event does, without the
+        # Condition and the second lock an Event makes for every wait (one write per webhook).
+        self._settled = threading.Lock()
+        self._settled.acquire()
         self.result: T | None = None
         self.error: BaseException | None = None
+
+    def settle(self) -> None:
+        self._settled.release()
+
+    def wait(self, timeout: float) -> bool:
+        return self._settled.acquire(timeout=timeout)
 
 
 class GroupCommit:
@@ -75,7 +84,7 @@ class GroupCommit:
             if not self._running:
                 self._running = True
                 threading.Thread(target=self._serve, name="group-commit", daemon=True).start()
-        if not write.done.wait(timeout):
+        if not write.wait(timeout):
             raise WriteTimeout(f"the write was not committed within {timeout:.1f} s")
         if write.error is not None:
             raise write.error
@@ -117,7 +126,7 @@ class GroupCommit:
                     db = None  # a new connection for the next batch (the file may have been replaced or repaired)
             finally:
                 for write in batch:
-                    write.done.set()
+                    write.settle()
             if committed and any(write.error is None for write in batch):
                 self._wake.notify()
         if db is not None:
