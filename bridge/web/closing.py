@@ -36,6 +36,11 @@ class Closer:
         try:
             sock.shutdown(socket.SHUT_WR)
             sock.setblocking(False)
+            if sock.recv(4096) == b"":  # the client has hung up already (a webhook sender most often has)
+                _close(sock)
+                return
+        except BlockingIOError:
+            pass  # not yet: the closer waits for it
         except OSError:  # the client is gone already
             _close(sock)
             return
