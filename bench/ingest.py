@@ -1,5 +1,6 @@
 """Part 1, ingest: distinct valid webhooks at concurrency 16 against the bridge's web process and,
-in the same run, against bare gunicorn apps with the same worker class and counts."""
+in the same run, against bare gunicorn apps with the same worker class and counts (the ratios'
+baseline), and one with gunicorn's own gthread worker for comparison."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ WORKERS = os.environ.get("WEB_CONCURRENCY", "2")
 THREADS = os.environ.get("WEB_THREADS", "64")
 
 
-def _gunicorn(app: str, port: int, workdir: Path, name: str) -> Proc:
+BRIDGE_WORKER_CLASS = "bridge.web.server.BridgeThreadWorker"
+
+
+def _gunicorn(app: str, port: int, workdir: Path, name: str, worker_class: str) -> Proc:
     command = [
-        sys.executable, "-m", "gunicorn", "-k", "bridge.web.server.BridgeThreadWorker", "-w", WORKERS, "--threads", THREADS,
+        sys.executable, "-m", "gunicorn", "-k", worker_class, "-w", WORKERS, "--threads", THREADS,
         "--keep-alive", "5", "-b", f"127.0.0.1:{port}", app,
     ]  # fmt: skip
     env = {"BENCH_SQLITE_PATH": str(workdir / f"{name}.sqlite3"), "PYTHONPATH": str(Path(__file__).parent.parent)}
@@ -34,18 +38,19 @@ def run(workdir: Path, *, seconds: float, connections: int = 16) -> dict:
     figures and peak RSS per process."""
     warmup = max(1.0, min(3.0, seconds / 3))
     results: dict = {"rows": [], "rss": {}}
-    targets = [
-        ("bare gunicorn app (parse JSON)", "bench.bare_app:bare", None),
-        ("bare app + 1 SQLite insert, FULL", "bench.bare_app:bare_sqlite", None),
-        ("bridge (bridge web)", None, "bridge"),
+    targets = [  # the first is the baseline of every ratio
+        ("bare gunicorn app (parse JSON)", "bench.bare_app:bare", BRIDGE_WORKER_CLASS),
+        ("bare app, gunicorn's own gthread worker", "bench.bare_app:bare", "gthread"),
+        ("bare app + 1 SQLite insert, FULL", "bench.bare_app:bare_sqlite", BRIDGE_WORKER_CLASS),
+        ("bridge (bridge web)", None, None),
     ]
     baseline: dict[bool, float] = {}
     first_order = 1
-    for label, app, _ in targets:
+    for index, (label, app, worker_class) in enumerate(targets):
         port = free_port()
-        name = (app or "bridge").rsplit(":", 1)[-1]
+        name = f"{index}-{(app or 'bridge').rsplit(':', 1)[-1]}"
         if app:
-            proc = _gunicorn(app, port, workdir, name)
+            proc = _gunicorn(app, port, workdir, name, worker_class)
         else:
             env = bridge_env(workdir, bc_url="http://127.0.0.1:9", refersion_url="http://127.0.0.1:9", port=port)
             proc = bridge(["web", "--port", str(port)], env, workdir / "bridge-web.log")
@@ -63,7 +68,7 @@ def run(workdir: Path, *, seconds: float, connections: int = 16) -> dict:
                 first_order += 10**9
                 figures = run_wrk(f"http://127.0.0.1:{port}/webhooks/bigcommerce", SCRIPT, seconds=seconds,
                                   connections=connections, keepalive=keepalive, env=env)  # fmt: skip
-                if app == "bench.bare_app:bare":
+                if index == 0:
                     baseline[keepalive] = figures.requests_per_second
                 ratio = figures.requests_per_second / baseline[keepalive]
                 results["rows"].append([label, "on" if keepalive else "off", *figures.row, f"{ratio:.2f}"])
