@@ -93,3 +93,13 @@ def test_many_closes_share_one_thread(connect):
     for client, _ in pairs:
         client.close()
     assert all(_closed_within(server, 5) for _, server in pairs)
+
+
+def test_a_client_that_has_hung_up_already_is_closed_at_once_without_the_closers_thread(connect):
+    client, server = connect()
+    client.close()
+    time.sleep(0.05)  # its FIN has arrived
+    before = threading.active_count()
+    Closer(linger=5).close(server)
+    assert server.fileno() == -1
+    assert threading.active_count() == before
