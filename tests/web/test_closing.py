@@ -103,3 +103,16 @@ def test_a_client_that_has_hung_up_already_is_closed_at_once_without_the_closers
     Closer(linger=5).close(server)
     assert server.fileno() == -1
     assert threading.active_count() == before
+
+
+def test_one_bad_hand_over_does_not_stop_the_closer_for_every_later_connection(connect):
+    # review: a KeyError in Closer._serve (a socket registered twice) ends the closer's thread silently;
+    # every later socket is queued and never closed, so the web process leaks fds until EMFILE.
+    closer = Closer(linger=0.2)
+    _client, server = connect()
+    closer.close(server)
+    closer.close(server)  # a second hand-over of the same socket (a double close by a caller)
+    assert _closed_within(server, 5)
+    _later_client, later = connect()
+    closer.close(later)
+    assert _closed_within(later, 5)
