@@ -69,8 +69,6 @@ class GroupCommit:
         self._queue: queue.SimpleQueue[_Write] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._running = False
-        self._turns = None  # the lock file the web processes' writers take turns with
-        self._wake = Notifier(path)
 
     def run(self, work: Callable[[Database], T], *, timeout: float) -> T:
         """Run ``work(db)`` inside a write transaction; returns its result once committed.
@@ -102,61 +100,46 @@ class GroupCommit:
             return self._queue.get()
 
     def _serve(self) -> None:
+        # The connection, the turns file and the wake-up pipe are this thread's own: the next
+        # thread (started by a write that comes as this one ends) opens its own, so neither can
+        # close what the other is using.
         db: Database | None = None
-        while (first := self._next()) is not None:
-            batch = [first]
-            while len(batch) < MAX_BATCH:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            committed = False
-            try:
-                if db is None:
-                    db = database.connect(self._path, migrate=False, busy_timeout=self._busy_timeout)
-                self._commit(db, batch)
-                committed = True
-            except BaseException as error:  # the connection or the commit failed: no write of the batch is stored
-                log.warning("A group commit of %d write(s) failed: %s", len(batch), error)
-                for write in batch:
-                    if write.error is None:
-                        write.error = error
-                if db is not None:
-                    db.close()
-                    db = None  # a new connection for the next batch (the file may have been replaced or repaired)
-            finally:
-                for write in batch:
-                    write.settle()
-            if committed and any(write.error is None for write in batch):
-                self._wake.notify()
-        if db is not None:
-            db.close()
-        self._wake.close()
-        if self._turns is not None:
-            self._turns.close()
-            self._turns = None
-
-    def _commit(self, db: Database, batch: list[_Write]) -> None:
-        with self._writers_in_turn():
-            self._commit_batch(db, batch)
-
-    @contextlib.contextmanager
-    def _writers_in_turn(self):
-        """The web processes' writers take turns through a lock file: one waiting for another's
-        commit wakes the moment it ends, where SQLite's busy handler would sleep 1, 2, 5 … 100 ms
-        between tries (the intake's slowest answers were those sleeps). Without the file (a
-        read-only folder) SQLite's own lock does the job, only later."""
-        if self._turns is None:
-            with contextlib.suppress(OSError):
-                self._turns = open(f"{self._path}-intake.lock", "a")  # noqa: SIM115 (kept open for the writer's life)
-        if self._turns is None:
-            yield
-            return
-        fcntl.flock(self._turns, fcntl.LOCK_EX)
+        turns = _open_turns(self._path)
+        wake = Notifier(self._path)
         try:
-            yield
+            while (first := self._next()) is not None:
+                batch = [first]
+                while len(batch) < MAX_BATCH:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                committed = False
+                try:
+                    if db is None:
+                        db = database.connect(self._path, migrate=False, busy_timeout=self._busy_timeout)
+                    with _writers_in_turn(turns):
+                        self._commit_batch(db, batch)
+                    committed = True
+                except BaseException as error:  # the connection or the commit failed: no write of the batch is stored
+                    log.warning("A group commit of %d write(s) failed: %s", len(batch), error)
+                    for write in batch:
+                        if write.error is None:
+                            write.error = error
+                    if db is not None:
+                        db.close()
+                        db = None  # a new connection for the next batch (the file may have been replaced or repaired)
+                finally:
+                    for write in batch:
+                        write.settle()
+                if committed and any(write.error is None for write in batch):
+                    wake.notify()
         finally:
-            fcntl.flock(self._turns, fcntl.LOCK_UN)
+            if db is not None:
+                db.close()
+            wake.close()
+            if turns is not None:
+                turns.close()
 
     @staticmethod
     def _commit_batch(db: Database, batch: list[_Write]) -> None:
@@ -176,3 +159,27 @@ class GroupCommit:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+
+def _open_turns(path: str | Path):
+    """The lock file the web processes' writers take turns with, or None (a read-only folder)."""
+    try:
+        return open(f"{path}-intake.lock", "a")  # closed by the writer thread when it ends
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def _writers_in_turn(turns):
+    """The web processes' writers take turns through a lock file: one waiting for another's
+    commit wakes the moment it ends, where SQLite's busy handler would sleep 1, 2, 5 … 100 ms
+    between tries (the intake's slowest answers were those sleeps). Without the file (a
+    read-only folder) SQLite's own lock does the job, only later."""
+    if turns is None:
+        yield
+        return
+    fcntl.flock(turns, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(turns, fcntl.LOCK_UN)

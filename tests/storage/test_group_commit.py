@@ -170,3 +170,37 @@ def test_a_commit_wakes_a_listener_beside_the_database_and_a_failed_write_does_n
         assert listener.wait(5)
     finally:
         listener.close()
+
+
+@pytest.mark.soak
+def test_writer_threads_that_end_and_start_again_tell_every_caller_the_truth(path, monkeypatch):
+    """A writer thread ending (idle) just as the next write starts another: each thread keeps its
+    own lock file and wake-up pipe, so no write is told it failed after it was committed (with
+    one shared between them, about 4 writes in 10 s were; hence a soak run, not a quick one)."""
+    import random
+    import sys
+
+    from bridge.storage.wake import Listener
+
+    monkeypatch.setattr(group_commit, "IDLE_SECONDS", 0.001)
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch as often as they can: the hand-over is raced hard
+    listener = Listener(path)
+    writer = GroupCommit(path, busy_timeout=5)
+    told: dict[str, bool] = {}
+    rng = random.Random(11)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            text = f"note-{len(told)}"
+            try:
+                writer.run(_insert(text), timeout=10)
+                told[text] = True
+            except Exception:
+                told[text] = False
+            time.sleep(rng.random() * 0.002)
+    finally:
+        sys.setswitchinterval(before)
+        listener.close()
+    assert {text for text, ok in told.items() if ok} == set(_texts(path))
+    assert all(told.values())
