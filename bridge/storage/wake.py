@@ -47,7 +47,7 @@ class Notifier:
                         self._refused = True
                         log.warning(
                             "Cannot open the worker's wake-up pipe %s (permission denied): the worker sees new webhooks "
-                            "within a tenth of a second instead of at once; run the web and the worker as the same user",
+                            "within a quarter of a second instead of at once; run the web and the worker as the same user",
                             self._path,
                         )
                     return False
