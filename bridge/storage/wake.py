@@ -30,10 +30,11 @@ def pipe_path(database_path: str | Path) -> str:
 class Notifier:
     """The writer's end: ``notify()`` after a commit. Keeps the pipe open between commits."""
 
+    refusal_logged = False  # once per process: each intake writer thread has a notifier of its own
+
     def __init__(self, database_path: str | Path):
         self._path = pipe_path(database_path)
         self._fd: int | None = None
-        self._refused = False  # a permission error was logged once already
 
     def notify(self) -> bool:
         """Wake a worker; True when a byte was written (or the pipe already holds enough)."""
@@ -43,8 +44,8 @@ class Notifier:
                     # Non-blocking: with no worker reading, opening fails (ENXIO) rather than waiting.
                     self._fd = os.open(self._path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
                 except PermissionError:
-                    if not self._refused:
-                        self._refused = True
+                    if not Notifier.refusal_logged:
+                        Notifier.refusal_logged = True
                         log.warning(
                             "Cannot open the worker's wake-up pipe %s (permission denied): the worker sees new webhooks "
                             "within a quarter of a second instead of at once; run the web and the worker as the same user",
