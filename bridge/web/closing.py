@@ -80,7 +80,13 @@ class Closer:
                 log.exception("The connection closer failed; going on")
                 time.sleep(0.1)
 
-    def _step(self, selector, closing, handed, wake_read) -> None:
+    def _step(
+        self,
+        selector: selectors.BaseSelector,
+        closing: collections.OrderedDict[socket.socket, tuple[float, int]],
+        handed: queue.SimpleQueue[socket.socket],
+        wake_read: int,
+    ) -> None:
         """Wait for the next event or deadline, and close what is done."""
         timeout = max(0.0, next(iter(closing.values()))[0] - time.monotonic()) if closing else None
         for key, _ in selector.select(timeout):
