@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import errno
 import logging
+import os
 import signal
 import socket
 import subprocess
@@ -49,11 +50,123 @@ def listen_problem(host: str, port: int) -> str | None:
 
 
 def run_web(settings: Settings, host: str, port: int) -> None:
+    """``bridge web``: gunicorn in a child process, and in this one the intake writer that
+    commits every web process's webhooks (``web/intake.py``). Where no writer can be made,
+    gunicorn runs here and each web process commits its own."""
+    writer = _intake_writer(settings)
+    if writer is None:
+        _run_gunicorn(settings, host, port, None)
+        return
+    child = os.fork()  # before this process starts any thread: the child has only the one forking
+    if child == 0:
+        _run_child(lambda: _run_gunicorn(settings, host, port, writer.address), writer)
+    code = _serve_intake(writer, child)
+    if code:
+        sys.exit(code)
+
+
+def _run_gunicorn(settings: Settings, host: str, port: int, intake_address: str | None) -> None:
     # Imported here: gunicorn and Flask would cost the worker process, which imports this
-    # module too, about 13 MiB it never uses (issue 11).
+    # module too, about 13 MiB it never uses (issue 11), and the intake writer as much.
     from bridge.web.server import WebServer
 
-    WebServer(settings, host, port).run()
+    WebServer(settings, host, port, intake_address).run()
+
+
+def _intake_writer(settings: Settings):
+    """The intake writer's listening end, or None when this system cannot make one."""
+    from bridge.storage.stores import StoreRegistry
+    from bridge.web.database import REQUEST_BUSY_TIMEOUT
+    from bridge.web.intake import IntakeServer, store_event
+
+    stores, secret = StoreRegistry(settings), settings.webhooks.secret
+    try:
+        return IntakeServer(
+            str(settings.database.path),
+            lambda db, request: store_event(db, stores, secret, request),
+            busy_timeout=REQUEST_BUSY_TIMEOUT,
+        )
+    except OSError as error:  # no abstract sockets (not Linux): each web process commits its own webhooks
+        log.info("No intake writer (%s): each web process commits its own webhooks", error)
+        return None
+
+
+def _run_child(run, writer) -> None:
+    """In the forked child: run gunicorn, then exit with its status, never returning to the caller."""
+    code = 0
+    try:
+        writer.close()  # the parent's listening end: the child only connects
+        _die_with_parent()
+        if os.getppid() == 1:
+            code = 1  # the parent died before the line above
+        else:
+            run()
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):
+            print(exit_.code, file=sys.stderr)
+            code = 1
+        else:
+            code = exit_.code or 0
+    except BaseException:
+        log.exception("The web server failed")
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+FORWARDED_SIGNALS = (
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGWINCH,
+)  # fmt: skip — what gunicorn's master acts on
+
+
+def _serve_intake(writer, child: int) -> int:
+    """Commit the web processes' webhooks until gunicorn (``child``) exits; its exit code.
+
+    Signals are passed on to gunicorn, and the writer keeps serving while gunicorn stops, so
+    the requests it finishes are still stored. With this process gone (killed), the web
+    processes commit their own webhooks until they stop too.
+    """
+
+    def forward(signum, frame):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
+    for signum in FORWARDED_SIGNALS:
+        signal.signal(signum, forward)
+    status: list[int] = []
+    checked = [0.0]
+
+    def running() -> bool:
+        now = time.monotonic()
+        if not status and now - checked[0] >= CHILD_CHECK_SECONDS:
+            checked[0] = now
+            pid, code = os.waitpid(child, os.WNOHANG)
+            if pid:
+                status.append(code)
+        return not status
+
+    log.info("One intake writer (pid %s) commits the webhooks of every web process", os.getpid())
+    try:
+        writer.serve(running)
+    finally:
+        writer.close()
+    if not status:
+        return 1
+    code = os.waitstatus_to_exitcode(status[0])
+    return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it
+
+
+CHILD_CHECK_SECONDS = 0.2
 
 
 M_ARENA_MAX = -8  # glibc's mallopt option

@@ -163,13 +163,14 @@ class Serve:
         for pid in pids:
             kill_pid(pid)
         self.process.wait(timeout=20)
-        wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") and _running(pid) for pid in pids), timeout=10)
+        wait_for(lambda: not any(alive(pid) for pid in pids), timeout=10)
 
     def stop(self) -> int:
         return self.process.stop(signal.SIGTERM, timeout=40)
 
 
-def _running(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (exists and is not a zombie)."""
     try:
         with open(f"/proc/{pid}/stat") as handle:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"

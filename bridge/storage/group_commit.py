@@ -37,7 +37,9 @@ class WriteTimeout(Exception):
     """The write was not committed in time: it may still be, later (the caller must not assume either)."""
 
 
-class _Write(Generic[T]):
+class Write(Generic[T]):
+    """One caller's write: its work, then its result or error once its batch is settled."""
+
     __slots__ = ("_settled", "error", "result", "work")
 
     def __init__(self, work: Callable[[Database], T]):
@@ -66,7 +68,7 @@ class GroupCommit:
     def __init__(self, path: str | Path, *, busy_timeout: float):
         self._path = path
         self._busy_timeout = busy_timeout
-        self._queue: queue.SimpleQueue[_Write] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Write] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._running = False
 
@@ -76,7 +78,7 @@ class GroupCommit:
         Raises what ``work`` raised (its writes undone), the database's error when the commit
         failed, or ``WriteTimeout`` when nothing was settled within ``timeout`` seconds.
         """
-        write = _Write(work)
+        write = Write(work)
         with self._lock:
             self._queue.put(write)
             if not self._running:
@@ -88,7 +90,7 @@ class GroupCommit:
             raise write.error
         return write.result  # type: ignore[return-value]
 
-    def _next(self) -> _Write | None:
+    def _next(self) -> Write | None:
         """The next write, or None when none came for IDLE_SECONDS (the thread then ends)."""
         try:
             return self._queue.get(timeout=IDLE_SECONDS)
@@ -103,9 +105,7 @@ class GroupCommit:
         # The connection, the turns file and the wake-up pipe are this thread's own: the next
         # thread (started by a write that comes as this one ends) opens its own, so neither can
         # close what the other is using.
-        db: Database | None = None
-        turns = _open_turns(self._path)
-        wake = Notifier(self._path)
+        writer = BatchWriter(self._path, busy_timeout=self._busy_timeout)
         try:
             while (first := self._next()) is not None:
                 batch = [first]
@@ -114,51 +114,79 @@ class GroupCommit:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                committed = False
                 try:
-                    if db is None:
-                        db = database.connect(self._path, migrate=False, busy_timeout=self._busy_timeout)
-                    with _writers_in_turn(turns):
-                        self._commit_batch(db, batch)
-                    committed = True
-                except BaseException as error:  # the connection or the commit failed: no write of the batch is stored
-                    log.warning("A group commit of %d write(s) failed: %s", len(batch), error)
-                    for write in batch:
-                        if write.error is None:
-                            write.error = error
-                    if db is not None:
-                        db.close()
-                        db = None  # a new connection for the next batch (the file may have been replaced or repaired)
+                    stored = writer.commit(batch)
                 finally:
                     for write in batch:
                         write.settle()
-                if committed and any(write.error is None for write in batch):
-                    wake.notify()
+                if stored:
+                    writer.notify()
         finally:
-            if db is not None:
-                db.close()
-            wake.close()
-            if turns is not None:
-                turns.close()
+            writer.close()
 
-    @staticmethod
-    def _commit_batch(db: Database, batch: list[_Write]) -> None:
-        conn = db.conn
-        conn.execute("BEGIN IMMEDIATE")
+
+class BatchWriter:
+    """One connection to ``path``, the writers' turns file and the worker's wake-up pipe: commits
+    batches of writes, each batch in one transaction. Used by one thread only."""
+
+    def __init__(self, path: str | Path, *, busy_timeout: float):
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self._db: Database | None = None
+        self._turns = _open_turns(path)
+        self._wake = Notifier(path)
+
+    def commit(self, batch: list[Write]) -> bool:
+        """Run the batch's writes in one transaction, each in a savepoint of its own; sets each
+        write's result or error (answering the callers is the caller's). True when the commit
+        stored at least one write: then ``notify()`` once the callers are answered."""
         try:
+            if self._db is None:
+                self._db = database.connect(self._path, migrate=False, busy_timeout=self._busy_timeout)
+            with _writers_in_turn(self._turns):
+                _commit_batch(self._db, batch)
+        except BaseException as error:  # the connection or the commit failed: no write of the batch is stored
+            log.warning("A group commit of %d write(s) failed: %s", len(batch), error)
             for write in batch:
-                conn.execute("SAVEPOINT write")
-                try:
-                    write.result = write.work(db)
-                except Exception as error:
-                    conn.execute("ROLLBACK TO write")
+                if write.error is None:
                     write.error = error
-                conn.execute("RELEASE write")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            if self._db is not None:
+                self._db.close()
+                self._db = None  # a new connection for the next batch (the file may have been replaced or repaired)
+            return False
+        return any(write.error is None for write in batch)
+
+    def notify(self) -> None:
+        """Wake a sleeping worker: webhooks were stored."""
+        self._wake.notify()
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self._wake.close()
+        if self._turns is not None:
+            self._turns.close()
+            self._turns = None
+
+
+def _commit_batch(db: Database, batch: list[Write]) -> None:
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for write in batch:
+            conn.execute("SAVEPOINT write")
+            try:
+                write.result = write.work(db)
+            except Exception as error:
+                conn.execute("ROLLBACK TO write")
+                write.error = error
+            conn.execute("RELEASE write")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _open_turns(path: str | Path):

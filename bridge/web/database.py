@@ -10,6 +10,7 @@ from sqlite_utils import Database
 
 from bridge.storage import db as database
 from bridge.storage.group_commit import GroupCommit
+from bridge.web.intake import IntakeClient
 
 # A request stuck behind a lock answers 503 (BigCommerce retries) after this long. BigCommerce
 # publishes no receiver timeout and asks for an answer "immediately"; common senders cut at 5 s.
@@ -42,3 +43,18 @@ def intake(app: Flask) -> GroupCommit:
                 path = app.config["BRIDGE_SETTINGS"].database.path
                 writer = app.extensions["bridge_intake"] = GroupCommit(path, busy_timeout=REQUEST_BUSY_TIMEOUT)
     return writer
+
+
+INTAKE_ADDRESS = "BRIDGE_INTAKE_ADDRESS"  # app config: the socket of the deployment's intake writer
+
+
+def intake_client(app: Flask) -> IntakeClient | None:
+    """The app's connection to the deployment's intake writer, or None when none was started."""
+    address = app.config.get(INTAKE_ADDRESS)
+    if address is None:
+        return None
+    client = app.extensions.get("bridge_intake_client")
+    if client is None:
+        with _intake_lock:
+            client = app.extensions.setdefault("bridge_intake_client", IntakeClient(address))
+    return client

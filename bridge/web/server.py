@@ -13,6 +13,7 @@ from gunicorn.workers.gthread import TConn, ThreadWorker
 from bridge.config import Settings
 from bridge.web.app import create_app
 from bridge.web.closing import Closer
+from bridge.web.database import INTAKE_ADDRESS
 
 # Threads per web worker: each connection that has sent something holds one until its request
 # is answered or it stalls for CLIENT_TIMEOUT, so this many slow clients per worker can hang
@@ -104,8 +105,9 @@ class WebServer(BaseApplication):
     poller; a connection that is idle in the poller longer than ``keepalive`` is closed.
     """
 
-    def __init__(self, settings: Settings, host: str, port: int):
+    def __init__(self, settings: Settings, host: str, port: int, intake_address: str | None = None):
         self.settings = settings
+        self.intake_address = intake_address
         self.options = {
             "bind": f"{host}:{port}",
             "workers": int(os.environ.get("WEB_CONCURRENCY", "2")),
@@ -136,4 +138,6 @@ class WebServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        return create_app(self.settings)
+        app = create_app(self.settings)
+        app.config[INTAKE_ADDRESS] = self.intake_address
+        return app

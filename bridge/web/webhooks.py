@@ -7,6 +7,7 @@ answer gets the whole domain blocklisted. The worker does the rest.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import io
@@ -20,13 +21,12 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from marshmallow import ValidationError, fields, validate
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from bridge.core.hooks import hook_token
 from bridge.schemas import Lenient
 from bridge.storage.group_commit import WriteTimeout
-from bridge.storage.inbox import HANDLED_SCOPES, Envelope, insert_event
-from bridge.storage.stores import APP
+from bridge.storage.inbox import HANDLED_SCOPES, Envelope
 from bridge.web.auth import content_security_policy
-from bridge.web.database import REQUEST_BUSY_TIMEOUT, intake
+from bridge.web.database import REQUEST_BUSY_TIMEOUT, intake, intake_client
+from bridge.web.intake import IntakeFailed, IntakeRequest, Stored, WriterUnreachable, store_event, token_valid
 from bridge.web.webhook_schemas import MAX_ID, load_data
 
 log = logging.getLogger(__name__)
@@ -90,11 +90,6 @@ def _error(status: int, message: str) -> Response:
     return response
 
 
-def _token_valid(secret: str | None, token: str | None) -> bool:
-    """The ``X-Bridge-Token`` header equals ``secret`` (constant-time compare)."""
-    return bool(secret) and token is not None and hmac.compare_digest(token.encode(), secret.encode())
-
-
 def _signature_valid(secret: str | None, body: bytes, now: float) -> bool:
     """Standard Webhooks: HMAC-SHA256 of ``{id}.{timestamp}.{body}`` keyed with the client secret."""
     message_id = request.headers.get("webhook-id", "")
@@ -139,7 +134,7 @@ def receive() -> Response:
     # once the body names the store), or a valid signature (a secret being rotated may leave a
     # stale token beside it). Without any of them the body is not read.
     token = request.headers.get("X-Bridge-Token")
-    shared_token = _token_valid(settings.webhooks.secret, token)
+    shared_token = token_valid(settings.webhooks.secret, token)
     if token is None and "webhook-signature" not in request.headers:
         return _unauthenticated()
     body = _read_body()
@@ -171,41 +166,35 @@ class StoreUnavailable(Exception):
     """The event could not be stored (the database failed or stayed locked): nothing is acknowledged."""
 
 
-def _store(app: Flask, envelope: Envelope, body: bytes, token: str | None, signed: bool) -> tuple[int | None, bool] | None:
-    """Store an event through the process's group commit: (event id or None for a re-delivery,
-    whether the store is known), or None when the token is not one the named store's hooks send."""
+def _store(app: Flask, envelope: Envelope, body: bytes, token: str | None, signed: bool) -> Stored | None:
+    """Store an event: (event id or None for a re-delivery, whether the store is known), or None
+    when the token is not one the named store's hooks send.
+
+    Through the deployment's intake writer when ``bridge web`` runs one (``web/intake.py``),
+    else, or when it cannot be reached, through this process's own group commit.
+    """
     settings, stores = app.config["BRIDGE_SETTINGS"], app.config["BRIDGE_STORES"]
     # The time the request came in, read on its own thread (a frozen clock in tests reaches no other thread).
-    text, received_at = body.decode("utf-8"), time.time()
-
-    def store_event(db):
-        # The store's state and the event's insert in one transaction, so an install or an
-        # uninstall cannot slip between the token check and the insert.
-        mode = stores.mode_of(db, envelope.store_hash)
-        if not signed and not _store_token_valid(settings.webhooks.secret, token, envelope.store_hash, mode):
-            return None
-        # An uninstall is recorded and applied in the same transaction: no BigCommerce call here.
-        return insert_event(db, envelope, text, known_store=mode is not None, now=received_at, app_install=mode == APP), mode is not None
-
+    incoming = IntakeRequest(envelope=envelope, body=body.decode("utf-8"), token=token, signed=signed, received_at=time.time())
+    # The writer gives up on a locked database after REQUEST_BUSY_TIMEOUT; the request waits
+    # a little longer, for its batch's answer, queued behind another batch at most.
+    timeout = REQUEST_BUSY_TIMEOUT + WRITE_MARGIN_SECONDS
     try:
-        # The writer gives up on a locked database after REQUEST_BUSY_TIMEOUT; the request waits
-        # a little longer, for its batch's answer, queued behind another batch at most.
-        return intake(app).run(store_event, timeout=REQUEST_BUSY_TIMEOUT + WRITE_MARGIN_SECONDS)
+        client = intake_client(app)
+        if client is not None:
+            with contextlib.suppress(WriterUnreachable):
+                return client.store(incoming, timeout=timeout)
+        return intake(app).run(lambda db: store_event(db, stores, settings.webhooks.secret, incoming), timeout=timeout)
     except WriteTimeout as error:
         log.warning("Could not store a webhook event: %s (the database is busy)", error)
+        raise StoreUnavailable from error
+    except IntakeFailed as error:
+        log.warning("Could not store a webhook event: %s", error)
         raise StoreUnavailable from error
     except (sqlite3.Error, OSError) as error:
         log.exception("Could not store a webhook event")
         # Not the sender's fault and nothing was stored: BigCommerce will retry.
         raise StoreUnavailable from error
-
-
-def _store_token_valid(secret: str, token: str | None, store_hash: str, mode: str | None) -> bool:
-    """The token is one the named store's hooks may send: its own app-store token (also after an
-    uninstall, for a late retry), or ``webhooks.secret`` unless the store is served as an app."""
-    if _token_valid(hook_token(secret, store_hash, app=True), token):
-        return True
-    return mode != APP and _token_valid(secret, token)
 
 
 def _envelope(body: bytes) -> Envelope | Response:

@@ -10,7 +10,7 @@ import requests
 
 from tests.conftest import BC_TOKEN, REFERSION_SECRET, WEBHOOK_SECRET, envelope, status_updated
 from tests.fakes import load_fixture
-from tests.processes import free_port, wait_for
+from tests.processes import alive, free_port, wait_for
 
 
 @pytest.fixture
@@ -108,14 +108,6 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc (Linux)")
 def test_a_killed_bridge_serve_takes_its_web_and_worker_down_with_it(bridge):
     """A supervisor restarting a SIGKILLed `bridge serve` must find the port free: no orphans."""
@@ -123,7 +115,7 @@ def test_a_killed_bridge_serve_takes_its_web_and_worker_down_with_it(bridge):
     children = _children(process.process.pid)
     assert len(children) == 2
     process.kill()
-    wait_for(lambda: not any(_alive(pid) for pid in children), timeout=15)
+    wait_for(lambda: not any(alive(pid) for pid in children), timeout=15)
     assert requests_refused(base)
 
 
