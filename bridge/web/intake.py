@@ -113,9 +113,8 @@ def token_valid(secret: str | None, token: str | None) -> bool:
 def store_token_valid(secret: str, token: str | None, store_hash: str, mode: str | None) -> bool:
     """The token is one the named store's hooks may send: its own app-store token (also after an
     uninstall, for a late retry), or ``webhooks.secret`` unless the store is served as an app."""
-    if token_valid(hook_token(secret, store_hash, app=True), token):
-        return True
-    return mode != APP and token_valid(secret, token)
+    # The shared secret first: it is the configured store's token, and needs no HMAC worked out.
+    return (mode != APP and token_valid(secret, token)) or token_valid(hook_token(secret, store_hash, app=True), token)
 
 
 class WriterUnreachable(Exception):
@@ -146,8 +145,7 @@ class IntakeClient:
         message = request.to_bytes()
         sock = self._send(HEADER.pack(len(message)) + message, timeout)
         try:
-            (length,) = HEADER.unpack(_receive(sock, HEADER.size))
-            answer = json.loads(_receive(sock, length))
+            answer = json.loads(_receive_message(sock))
         except TimeoutError:
             self._drop()  # a late answer must not be read as the next request's
             raise WriteTimeout(f"the intake writer did not answer within {timeout:.1f} s") from None
@@ -203,14 +201,18 @@ class IntakeClient:
             self._open.clear()
 
 
-def _receive(sock: socket.socket, size: int) -> bytes:
+def _receive_message(sock: socket.socket) -> bytes:
+    """One message's bytes: an answer is a few dozen bytes, so nearly always one read."""
     data = bytearray()
-    while len(data) < size:
-        chunk = sock.recv(size - len(data))
+    while len(data) < HEADER.size or len(data) < HEADER.size + HEADER.unpack_from(data)[0]:
+        chunk = sock.recv(4096)
         if not chunk:
             raise EOFError("the connection closed")
         data += chunk
-    return bytes(data)
+    (length,) = HEADER.unpack_from(data)
+    if len(data) != HEADER.size + length:
+        raise ValueError("more than one answer")  # the writer answers each request once
+    return bytes(data[HEADER.size :])
 
 
 class _Peer:
