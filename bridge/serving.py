@@ -57,12 +57,20 @@ def run_web(settings: Settings, host: str, port: int) -> None:
     if writer is None:
         _run_gunicorn(settings, host, port, None)
         return
+    parent = os.getpid()
     child = os.fork()  # before this process starts any thread: the child has only the one forking
     if child == 0:
-        _run_child(lambda: _run_gunicorn(settings, host, port, writer.address), writer)
-    code = _serve_intake(writer, child)
-    if code:
-        sys.exit(code)
+        _run_child(lambda: _run_gunicorn(settings, host, port, writer.address), writer, parent)
+    status = _serve_intake(writer, child)
+    if os.WIFSIGNALED(status):
+        # gunicorn died of a signal (one passed on before it could handle it): this process
+        # does too, as bridge web did before it had a writer (bridge serve counts SIGTERM as a stop).
+        signum = os.WTERMSIG(status)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        sys.exit(128 + signum)
+    if os.WEXITSTATUS(status):
+        sys.exit(os.WEXITSTATUS(status))
 
 
 def _run_gunicorn(settings: Settings, host: str, port: int, intake_address: str | None) -> None:
@@ -91,14 +99,17 @@ def _intake_writer(settings: Settings):
         return None
 
 
-def _run_child(run, writer) -> None:
+def _run_child(run, writer, parent: int) -> None:
     """In the forked child: run gunicorn, then exit with its status, never returning to the caller."""
     code = 0
     try:
         writer.close()  # the parent's listening end: the child only connects
-        _die_with_parent()
-        if os.getppid() == 1:
-            code = 1  # the parent died before the line above
+        # Killed outright with the writer: a graceful stop would be of no use once the writer is
+        # killed (bridge serve does so only when gunicorn did not stop in time after SIGTERM).
+        # Its workers see their parent gone and stop within a second.
+        _die_with_parent(signal.SIGKILL)
+        if os.getppid() != parent:
+            code = 1  # the writer died before the line above
         else:
             run()
     except SystemExit as exit_:
@@ -116,33 +127,30 @@ def _run_child(run, writer) -> None:
         os._exit(code)
 
 
-FORWARDED_SIGNALS = (
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGHUP,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-    signal.SIGWINCH,
-)  # fmt: skip — what gunicorn's master acts on
+# What gunicorn's master acts on: stop (TERM, INT, QUIT), reload (HUP), reopen its log files
+# (USR1), one worker more or fewer (TTIN, TTOU). Not USR2: gunicorn's binary upgrade would run
+# a second bridge web beside this one.
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGTTIN, signal.SIGTTOU)
 
 
 def _serve_intake(writer, child: int) -> int:
-    """Commit the web processes' webhooks until gunicorn (``child``) exits; its exit code.
+    """Commit the web processes' webhooks until gunicorn (``child``) exits; its wait status.
 
     Signals are passed on to gunicorn, and the writer keeps serving while gunicorn stops, so
-    the requests it finishes are still stored. With this process gone (killed), the web
-    processes commit their own webhooks until they stop too.
+    the requests it finishes are still stored. Should the writer fail, gunicorn is stopped
+    gracefully, its web processes committing their own webhooks meanwhile.
     """
 
     def forward(signum, frame):
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signum)
 
+    def refuse_upgrade(signum, frame):
+        log.warning("SIGUSR2 (gunicorn's binary upgrade) is not supported by bridge web: restart it instead")
+
     for signum in FORWARDED_SIGNALS:
         signal.signal(signum, forward)
+    signal.signal(signal.SIGUSR2, refuse_upgrade)
     status: list[int] = []
     checked = [0.0]
 
@@ -158,12 +166,16 @@ def _serve_intake(writer, child: int) -> int:
     log.info("One intake writer (pid %s) commits the webhooks of every web process", os.getpid())
     try:
         writer.serve(running)
-    finally:
-        writer.close()
-    if not status:
-        return 1
-    code = os.waitstatus_to_exitcode(status[0])
-    return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it
+    except BaseException:
+        log.exception("The intake writer failed: stopping the web server")
+        writer.close()  # refused from now on: the web processes commit their own webhooks
+        if not status:
+            forward(signal.SIGTERM, None)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(child, 0)
+        raise
+    writer.close()
+    return status[0]
 
 
 CHILD_CHECK_SECONDS = 0.2
@@ -198,15 +210,16 @@ def run_worker(settings: Settings) -> None:
         worker.close()
 
 
-def _die_with_parent() -> None:
-    """In a child of ``bridge serve``: get SIGTERM when the parent dies, even by SIGKILL.
+def _die_with_parent(signum: int = signal.SIGTERM) -> None:
+    """In a child of ``bridge serve`` (or of the intake writer): get ``signum`` when the parent
+    dies, even by SIGKILL.
 
     Otherwise a killed ``bridge serve`` leaves its web half holding the port, and the
     supervisor's restart fails. Linux only (prctl); elsewhere children outlive a SIGKILL.
     """
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        libc.prctl(PR_SET_PDEATHSIG, signum)
     except (OSError, AttributeError):
         pass
 

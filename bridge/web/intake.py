@@ -17,6 +17,7 @@ through its own group commit, as before. No Flask here: the writer process never
 from __future__ import annotations
 
 import contextlib
+import errno
 import hmac
 import json
 import logging
@@ -27,6 +28,7 @@ import socket
 import sqlite3
 import struct
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -162,18 +164,11 @@ class IntakeClient:
         connection turns out to be broken (the writer was restarted)."""
         for attempt in range(2):
             sock = getattr(self._local, "sock", None)
+            if sock is not None and sock.fileno() < 0:
+                sock = None  # closed by close()
             kept = sock is not None
             if sock is None:
-                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(timeout)
-                try:
-                    sock.connect(self.address)
-                except OSError as error:
-                    sock.close()
-                    raise WriterUnreachable(f"no intake writer at the socket ({error})") from None
-                self._local.sock = sock
-                with self._lock:
-                    self._open.add(sock)
+                sock = self._connect(timeout)
             sock.settimeout(timeout)
             try:
                 sock.sendall(frame)
@@ -184,6 +179,27 @@ class IntakeClient:
                 if not kept or attempt:
                     raise WriterUnreachable(f"the intake writer's socket broke ({error})") from None
         raise AssertionError("unreachable")
+
+    def _connect(self, timeout: float) -> socket.socket:
+        """A new connection for this thread, to a writer run by this process's own user."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        try:
+            sock.connect(self.address)
+            writer_uid = peer_uid(sock)
+        except OSError as error:
+            sock.close()
+            raise WriterUnreachable(f"no intake writer at the socket ({error})") from None
+        if writer_uid != os.getuid():
+            # The writer is gone and another user took its name (every local user can read it
+            # in /proc/net/unix): it must be sent no webhook, and its answers are worthless.
+            sock.close()
+            log.warning("The intake writer's socket is held by another user (uid %d): webhooks are committed here", writer_uid)
+            raise WriterUnreachable("the intake writer's socket is held by another user")
+        self._local.sock = sock
+        with self._lock:
+            self._open.add(sock)
+        return sock
 
     def _drop(self) -> None:
         sock = getattr(self._local, "sock", None)
@@ -201,6 +217,12 @@ class IntakeClient:
             self._open.clear()
 
 
+def peer_uid(sock: socket.socket) -> int:
+    """The user id of the process at the other end of a Unix socket (SO_PEERCRED, Linux)."""
+    _, uid, _ = PEER_CREDENTIALS.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEER_CREDENTIALS.size))
+    return uid
+
+
 def _receive_message(sock: socket.socket) -> bytes:
     """One message's bytes: an answer is a few dozen bytes, so nearly always one read."""
     data = bytearray()
@@ -213,6 +235,13 @@ def _receive_message(sock: socket.socket) -> bytes:
     if len(data) != HEADER.size + length:
         raise ValueError("more than one answer")  # the writer answers each request once
     return bytes(data[HEADER.size :])
+
+
+def _reserve_descriptor() -> int | None:
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
 
 
 class _Peer:
@@ -235,6 +264,8 @@ class IntakeServer:
         # An abstract socket (Linux): no file to leave behind or to lock out of a copy, and no
         # path-length limit. Any local user could connect to one, so each peer's user is checked.
         self.address = f"\0bridge-intake-{os.getpid()}-{secrets.token_hex(8)}"
+        if not hasattr(socket, "AF_UNIX") or not hasattr(socket, "SO_PEERCRED"):
+            raise OSError("this system has no Unix sockets with peer credentials")
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._listener.bind(self.address)
@@ -246,6 +277,10 @@ class IntakeServer:
         self._peers: dict[int, _Peer] = {}
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ)
+        # A descriptor kept in reserve: out of descriptors, it is given up for a moment to accept
+        # and hang up on a waiting peer, which would otherwise keep the listener ready forever.
+        self._reserve: int | None = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self._out_of_descriptors = False
 
     def serve(self, running: Callable[[], bool]) -> None:
         """Commit what the peers send until ``running()`` is False (checked at least every POLL_SECONDS)."""
@@ -269,6 +304,9 @@ class IntakeServer:
             self._drop(peer)
         self._selector.close()
         self._listener.close()
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
 
     def _accept(self) -> None:
         while True:
@@ -276,10 +314,15 @@ class IntakeServer:
                 sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as error:  # out of file descriptors: the peer retries another way
-                log.warning("The intake writer could not accept a connection: %s", error)
-                return
-            _, uid, _ = PEER_CREDENTIALS.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEER_CREDENTIALS.size))
+            except OSError as error:
+                if error.errno not in (errno.EMFILE, errno.ENFILE):
+                    log.warning("The intake writer could not accept a connection: %s", error)
+                    return
+                if not self._refuse_one(error):
+                    return
+                continue
+            self._out_of_descriptors = False
+            uid = peer_uid(sock)
             if uid != os.getuid():
                 log.warning("The intake writer refused a connection from another user (uid %d)", uid)
                 sock.close()
@@ -288,6 +331,26 @@ class IntakeServer:
             peer = _Peer(sock)
             self._peers[sock.fileno()] = peer
             self._selector.register(sock, selectors.EVENT_READ, peer)
+
+    def _refuse_one(self, error: OSError) -> bool:
+        """Out of descriptors: hang up on the next waiting peer (its request is answered 503, and
+        BigCommerce retries it). False when none was waiting, or nothing could be done."""
+        if not self._out_of_descriptors:
+            self._out_of_descriptors = True
+            log.warning("The intake writer is out of file descriptors (%s): webhooks are answered 503 until it has some", error)
+        if self._reserve is None:
+            time.sleep(POLL_SECONDS)  # nothing to give up: wait rather than spin
+            self._reserve = _reserve_descriptor()
+            return False
+        os.close(self._reserve)
+        try:
+            sock, _ = self._listener.accept()
+            sock.close()
+            refused = True
+        except OSError:  # none waiting (Linux reports EMFILE before it looks at the queue)
+            refused = False
+        self._reserve = _reserve_descriptor()
+        return refused
 
     def _read(self, peer: _Peer) -> list[tuple[_Peer, Write]]:
         """The whole messages the peer has sent, as writes; the peer dropped when it hung up."""
@@ -318,7 +381,7 @@ class IntakeServer:
     def _write(self, data: bytes) -> Write:
         try:
             request = IntakeRequest.from_bytes(data)
-        except (ValueError, TypeError, struct.error) as error:
+        except Exception as error:  # whatever a malformed message raises (a RecursionError too): it alone is refused
             log.warning("The intake writer was sent a message that is not a webhook to store: %s", error)
             write = Write(lambda db: None)
             write.error = ValueError(f"not an intake request: {error}")

@@ -84,3 +84,26 @@ def test_a_killed_writer_takes_the_web_server_down_with_it(spawn, tmp_path):
     wait_for(lambda: not any(alive(pid) for pid in web_processes), timeout=40, interval=0.2)
     with socket.socket() as sock:
         assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_bridge_serve_stopped_while_gunicorn_starts_exits_0(spawn, tmp_path):
+    # A SIGTERM passed on before gunicorn handles signals ends it: bridge web then ends by the same
+    # signal, as it did before it had a writer, and bridge serve counts that as a stop.
+    process = spawn(["serve", "--port", str(free_port())])
+
+    def gunicorn_forked() -> bool:
+        webs = [pid for pid, command in children(process.process.pid).items() if " web " in f" {command} "]
+        return bool(webs) and bool(children(webs[0]))
+
+    wait_for(gunicorn_forked, timeout=30, interval=0.005)
+    assert process.stop(signal.SIGTERM, timeout=40) == 0, process.output
+
+
+def test_gunicorns_binary_upgrade_is_refused_and_the_bridge_serves_on(spawn, tmp_path):
+    port, process = _start(spawn, tmp_path)
+    before = descendants(process.process.pid)
+    os.kill(process.process.pid, signal.SIGUSR2)  # would start a second bridge web beside this one
+    wait_for(lambda: "SIGUSR2 (gunicorn's binary upgrade) is not supported" in process.output, timeout=10)
+    assert _post(port, 1) == 200
+    assert descendants(process.process.pid) == before
+    assert process.stop(signal.SIGTERM, timeout=40) == 0

@@ -4,8 +4,12 @@ processes, committed in batches by one process, each answered only after its com
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 
@@ -16,7 +20,7 @@ from bridge.storage.stores import StoreRegistry
 from bridge.storage.wake import Listener
 from bridge.web import intake
 from bridge.web.database import INTAKE_ADDRESS
-from bridge.web.intake import HEADER, IntakeClient, IntakeFailed, IntakeRequest, IntakeServer, WriterUnreachable, store_event
+from bridge.web.intake import FACTS_LENGTH, HEADER, IntakeClient, IntakeFailed, IntakeRequest, IntakeServer, WriterUnreachable, store_event
 from bridge.web.webhooks import parse_envelope
 from tests.conftest import WEBHOOK_SECRET, post_webhook, status_updated
 
@@ -201,6 +205,14 @@ def test_a_kept_connection_to_a_writer_that_was_restarted_is_replaced(settings, 
         second.close()
 
 
+def test_a_client_closed_while_threads_still_use_it_connects_anew(writer, settings, connect_to):
+    client = connect_to(writer.address)
+    assert client.store(_request(1), timeout=5) is not None
+    client.close()  # this thread's kept connection with the others
+    assert client.store(_request(2), timeout=5) is not None
+    assert _orders(settings.database.path) == [1, 2]
+
+
 def test_malformed_and_oversized_messages_do_not_stop_the_writer(writer, settings, connect_to):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(5)
@@ -217,10 +229,38 @@ def test_malformed_and_oversized_messages_do_not_stop_the_writer(writer, setting
     assert _orders(settings.database.path) == [3]
 
 
-def test_a_connection_from_another_user_is_refused(writer, settings, monkeypatch, connect_to):
-    monkeypatch.setattr(intake.os, "getuid", lambda: 4242)  # the writer now runs as uid 4242, its peer does not
-    with pytest.raises((WriterUnreachable, IntakeFailed)):
-        connect_to(writer.address).store(_request(1), timeout=2)
+OTHER_USER = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv to run a process as another user"
+)
+
+INTRUDER = """
+import socket, struct, sys
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+sock.settimeout(5)
+sock.connect("\\0" + sys.argv[1])
+message = sys.stdin.buffer.read()
+try:
+    sock.sendall(struct.pack("!I", len(message)) + message)
+    print(repr(sock.recv(4096)))
+except OSError as error:
+    print(type(error).__name__)
+"""
+
+
+def _as_nobody(script: str, *args: str, stdin: bytes = b"") -> subprocess.Popen:
+    return subprocess.Popen(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd="/",
+    )
+
+
+@OTHER_USER
+def test_a_connection_from_another_user_is_refused(writer, settings):
+    intruder = _as_nobody(INTRUDER, writer.address[1:])
+    heard = intruder.communicate(_request(1).to_bytes(), timeout=10)[0].decode().strip()
+    assert heard in ("b''", "ConnectionResetError", "BrokenPipeError")  # hung up on, never answered
     assert _orders(settings.database.path) == []
 
 
@@ -278,3 +318,97 @@ def test_the_writer_module_loads_no_flask():
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('flask', 'gunicorn', 'werkzeug', 'jinja2')))"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+# --- found in review: hostile peers, a hostile message, no descriptors left --------------------
+
+IMPOSTOR = """
+import json, socket, struct, sys
+header = struct.Struct("!I")
+listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+listener.bind("\\0" + sys.argv[1])
+listener.listen(8)
+print("listening", flush=True)
+sock, _ = listener.accept()
+(length,) = header.unpack(sock.recv(header.size, socket.MSG_WAITALL))
+print(sock.recv(length, socket.MSG_WAITALL).decode("utf-8", "replace"), flush=True)
+answer = json.dumps({"stored": [1, True]}).encode()
+sock.sendall(header.pack(len(answer)) + answer)
+"""
+
+
+@OTHER_USER
+def test_a_writer_socket_another_user_took_over_is_sent_no_webhook_and_acknowledges_none(app, client, settings, db):
+    # A local user may bind the name of a writer that is gone (every user can read it in
+    # /proc/net/unix): that impostor must be sent no webhook, and acknowledge none.
+    running = Running(settings)
+    address = running.address
+    with open("/proc/net/unix") as table:
+        assert "@" + address[1:] in table.read()  # the name is public to every local user
+    running.close()  # the writer is gone (killed, or stopped while gunicorn still stops)
+    impostor = _as_nobody(IMPOSTOR, address[1:])
+    try:
+        assert impostor.stdout.readline() == b"listening\n"
+        app.config[INTAKE_ADDRESS] = address
+        assert post_webhook(client, status_updated(12, 11)).status_code == 200
+        assert db.execute("SELECT order_id FROM events").fetchall() == [(12,)]  # acknowledged, so stored
+    finally:
+        impostor.kill()
+        heard = impostor.communicate(timeout=5)[0].decode()
+        if "bridge_intake_client" in app.extensions:
+            app.extensions["bridge_intake_client"].close()
+    assert WEBHOOK_SECRET not in heard
+
+
+def test_a_message_nested_too_deep_is_refused_and_the_writer_goes_on(writer, settings, connect_to):
+    # json gives up on it with a RecursionError: the message alone is refused, the writer goes on.
+    facts = b"[" * 100_000
+    message = FACTS_LENGTH.pack(len(facts)) + facts
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(5)
+        sock.connect(writer.address)
+        sock.sendall(HEADER.pack(len(message)) + message)
+        (length,) = HEADER.unpack(sock.recv(HEADER.size, socket.MSG_WAITALL))
+        assert "not an intake request" in json.loads(sock.recv(length, socket.MSG_WAITALL))["error"]
+    assert connect_to(writer.address).store(_request(4), timeout=5) is not None
+    assert _orders(settings.database.path) == [4]
+
+
+OUT_OF_DESCRIPTORS = """
+import os, resource, socket, sys, threading, time
+from bridge.config import load_settings
+from bridge.storage.stores import StoreRegistry
+from bridge.web.intake import IntakeServer, store_event
+
+settings = load_settings(None, environ=os.environ)
+stores = StoreRegistry(settings)
+server = IntakeServer(
+    str(settings.database.path), lambda db, request: store_event(db, stores, settings.webhooks.secret, request), busy_timeout=2
+)
+threading.Thread(target=server.serve, args=(lambda: True,), daemon=True).start()
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+filler = []
+try:
+    while True:
+        filler.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+os.close(filler.pop())
+peer = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+peer.connect(server.address)  # queued; the writer's accept() now fails with EMFILE
+time.sleep(0.2)
+started = time.process_time()
+time.sleep(1.0)
+print(time.process_time() - started)
+"""
+
+
+def test_a_writer_out_of_file_descriptors_does_not_spin(environ):
+    # Out of descriptors, a waiting peer is hung up on: left waiting, it would keep the listener
+    # ready and the writer's loop spinning.
+    result = subprocess.run(
+        [sys.executable, "-c", OUT_OF_DESCRIPTORS], env={**os.environ, **environ}, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    cpu_seconds = float(result.stdout.split()[-1])
+    assert cpu_seconds < 0.3, f"{cpu_seconds:.2f} s of CPU in 1 s idle; {result.stderr.count('could not accept')} warnings"
