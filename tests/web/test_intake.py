@@ -113,6 +113,15 @@ def test_a_redelivery_is_answered_as_one_and_a_token_the_store_does_not_send_sto
     assert _orders(settings.database.path) == [7]
 
 
+def test_a_message_longer_than_one_read_is_stored_whole(writer, settings, connect_to):
+    request = _request(3)
+    body = request.body[:-1] + ', "padding": "' + "\u00e9" * 50_000 + '"}'  # 100 KB of UTF-8, more than one read
+    stored = connect_to(writer.address).store(IntakeRequest(request.envelope, body, request.token, False, request.received_at), timeout=5)
+    assert stored is not None and stored[0] is not None
+    with sqlite3.connect(settings.database.path) as conn:
+        assert conn.execute("SELECT body FROM events").fetchone()[0] == body
+
+
 def test_a_commit_that_fails_is_reported_to_its_callers_and_the_writer_goes_on(settings, db, connect_to):
     running = Running(settings, busy_timeout=0.1)
     try:
