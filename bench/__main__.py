@@ -44,6 +44,11 @@ def main() -> None:
             print("## 1. Ingest (wrk, 16 connections)\n")
             print(common.table(ingest.HEADERS, result["rows"]))
             print(f"\nWebhooks stored by the bridge: {result['bridge_events_stored']:,}\n")
+            alternating = ingest.alternate(workdir / "ingest", rounds=2 if args.quick else 5, seconds=2 if args.quick else 5)
+            figures["ingest_alternating"] = alternating
+            print("### The bridge and the bare app in turns (keep-alive off, both running)\n")
+            print(common.table(ingest.ALTERNATE_HEADERS, alternating["rows"]))
+            print(f"\nMedian ratio: {alternating['median_ratio']:.2f}\n")
         if "e2e" in parts:
             from bench import e2e
 

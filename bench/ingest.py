@@ -81,3 +81,43 @@ def run(workdir: Path, *, seconds: float, connections: int = 16) -> dict:
 
 
 HEADERS = ["target", "keep-alive", "req/s", "p50 ms", "p99 ms", "errors", "× bare"]
+
+
+def alternate(workdir: Path, *, rounds: int, seconds: float, connections: int = 16) -> dict:
+    """The baseline and the bridge up together, measured in turns (keep-alive off), the order
+    swapped every round: on a machine whose speed drifts (a shared host), each round's ratio
+    compares runs seconds apart, where the table above compares runs a minute apart."""
+    bare_port, bridge_port = free_port(), free_port()
+    bare = _gunicorn("bench.bare_app:bare", bare_port, workdir, "alternate-bare", BRIDGE_WORKER_CLASS)
+    (workdir / "alternate").mkdir()
+    env = bridge_env(workdir / "alternate", bc_url="http://127.0.0.1:9", refersion_url="http://127.0.0.1:9", port=bridge_port)
+    web = bridge(["web", "--port", str(bridge_port)], env, workdir / "alternate-bridge.log")
+    first_order = 1
+
+    def measure(port: int, duration: float):
+        nonlocal first_order
+        env = {"BENCH_STORE_HASH": STORE_HASH, "BENCH_TOKEN": WEBHOOK_SECRET, "BENCH_FIRST_ORDER": str(first_order)}
+        first_order += 10**9
+        url = f"http://127.0.0.1:{port}/webhooks/bigcommerce"
+        return run_wrk(url, SCRIPT, seconds=duration, connections=connections, keepalive=False, env=env)
+
+    rows, ratios = [], []
+    try:
+        wait_until(lambda: listening(bare_port) and listening(bridge_port), 30, what="both targets listening")
+        for port in (bare_port, bridge_port):
+            measure(port, max(1.0, min(3.0, seconds)))  # warm-up, not counted
+        for index in range(rounds):
+            order = (bare_port, bridge_port) if index % 2 == 0 else (bridge_port, bare_port)
+            found = {port: measure(port, seconds) for port in order}
+            ratio = found[bridge_port].requests_per_second / found[bare_port].requests_per_second
+            ratios.append(ratio)
+            rows.append([str(index + 1), f"{found[bare_port].requests_per_second:,.0f}", f"{found[bridge_port].requests_per_second:,.0f}",
+                         f"{found[bridge_port].p99_ms:.1f}", str(found[bare_port].errors + found[bridge_port].errors),
+                         f"{ratio:.2f}"])  # fmt: skip
+    finally:
+        bare.stop()
+        web.stop()
+    return {"rows": rows, "median_ratio": sorted(ratios)[len(ratios) // 2]}
+
+
+ALTERNATE_HEADERS = ["round", "bare req/s", "bridge req/s", "bridge p99 ms", "errors", "× bare"]
