@@ -104,9 +104,10 @@ def _run_child(run, writer, parent: int) -> None:
     code = 0
     try:
         writer.close()  # the parent's listening end: the child only connects
-        # Killed outright with the writer: a graceful stop would be of no use once the writer is
-        # killed (bridge serve does so only when gunicorn did not stop in time after SIGTERM).
-        # Its workers see their parent gone and stop within a second.
+        # Killed outright when the writer dies: bridge serve kills the writer only once gunicorn
+        # has not stopped in time after SIGTERM, so gunicorn must not outlive it holding the port.
+        # Its workers see their master gone and stop within a second, committing their own
+        # webhooks meanwhile.
         _die_with_parent(signal.SIGKILL)
         if os.getppid() != parent:
             code = 1  # the writer died before the line above

@@ -10,8 +10,8 @@ committed the previous batch in one transaction, and answers each request after 
 Nothing is acknowledged before it is on disk.
 
 Without the writer (none was started: ``bridge demo``, the tests' app, a system without
-Linux's abstract sockets; or it is gone: its process was killed) a web process commits
-through its own group commit, as before. No Flask here: the writer process never loads it.
+Linux's abstract sockets; or it is gone: its process was killed, its name perhaps taken by
+another user) a web process commits through its own group commit, as before. No Flask here: the writer process never loads it.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 HEADER = struct.Struct("!I")  # each message: its length, then that many bytes
 FACTS_LENGTH = struct.Struct("!I")  # a request: the length of its facts (JSON), the facts, the body
-MAX_MESSAGE = 512 * 1024  # a webhook's body is 64 KiB at most, its data as much again, escaped
+MAX_MESSAGE = 512 * 1024  # a webhook's body is 64 KiB at most, its facts (the token too) a few KiB
 # Bytes asked of each read: a message is about a kilobyte, and asking for much more costs (a
 # 256 KiB read took ten times as long as a 64 KiB one, for the allocation); larger ones take several reads.
 READ_SIZE = 64 * 1024
