@@ -8,6 +8,9 @@ then one COMMIT for all. Each caller gets its own result back only after that co
 so nothing is acknowledged before it is durable, and a failed commit fails every write
 of the batch (none of them is stored, and every caller is told so). After each commit that
 stored something, a sleeping worker is woken through the pipe beside the database (``wake``).
+
+``BatchWriter`` is the committing part alone: ``GroupCommit`` feeds it from its queue, and the
+intake writer process (``web/intake.py``) from its socket.
 """
 
 from __future__ import annotations
