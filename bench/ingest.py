@@ -9,7 +9,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from bench.common import STORE_HASH, WEBHOOK_SECRET, Proc, bridge, bridge_env, free_port, listening, run_wrk, wait_until
+from bench.common import STORE_HASH, WEBHOOK_SECRET, Proc, bridge, bridge_env, free_port, listening, percentile, run_wrk, wait_until
 
 SCRIPT = Path(__file__).with_name("webhooks.lua")
 WORKERS = os.environ.get("WEB_CONCURRENCY", "2")
@@ -117,7 +117,7 @@ def alternate(workdir: Path, *, rounds: int, seconds: float, connections: int = 
     finally:
         bare.stop()
         web.stop()
-    return {"rows": rows, "median_ratio": sorted(ratios)[len(ratios) // 2]}
+    return {"rows": rows, "median_ratio": percentile(ratios, 0.5)}
 
 
 ALTERNATE_HEADERS = ["round", "bare req/s", "bridge req/s", "bridge p99 ms", "errors", "× bare"]

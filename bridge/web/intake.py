@@ -241,6 +241,7 @@ def _receive_message(sock: socket.socket) -> bytes:
 
 
 def _reserve_descriptor() -> int | None:
+    """A descriptor to give up when there are none left, or None when none can be had."""
     try:
         return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -282,7 +283,7 @@ class IntakeServer:
         self._selector.register(self._listener, selectors.EVENT_READ)
         # A descriptor kept in reserve: out of descriptors, it is given up for a moment to accept
         # and hang up on a waiting peer, which would otherwise keep the listener ready forever.
-        self._reserve: int | None = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self._reserve = _reserve_descriptor()
         self._out_of_descriptors = False
 
     def serve(self, running: Callable[[], bool]) -> None:
